@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Install everything the test suites need on a fresh machine, then run checks and tests.
+# Usage: bash scripts/test.sh [--quick]   (--quick skips the slow suites)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v docker-registry >/dev/null 2>&1 || need_apt+=(docker-registry)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
+  else
+    echo "missing Debian packages: ${need_apt[*]} (run as root, or install them)" >&2
+  fi
+fi
+
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+. .venv/bin/activate
+pip install -q --upgrade pip
+pip install -q -e '.[test]'
+
+ruff check src tests bench
+mypy
+if [ "${1:-}" = "--quick" ]; then
+  pytest -q -m "not slow"
+else
+  pytest -q -m "not slow"
+  pytest -q -m slow || [ $? = 5 ]  # 5: no slow tests selected
+fi

@@ -1,0 +1,104 @@
+"""OpenAI-compatible routes under /v1. Handlers parse, call the engine and shape; the mapping lives in
+``openai_protocol``. Typed errors become OpenAI's error envelope in ``api/errors.py``.
+
+The ``Authorization`` header is accepted and ignored here (OpenAI SDKs insist on sending an API key).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+
+from fastapi import APIRouter
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from ember.api import openai_protocol as proto
+from ember.api import openai_shaping as shaping
+from ember.api.bodies import read_json
+from ember.api.ollama_routes import TRUNCATED_HEADER
+from ember.api.services import services
+from ember.engine.service import Event, Started
+from ember.errors import EmberError, InvalidModelName, ModelNotFound
+
+log = logging.getLogger(__name__)
+
+router = APIRouter()
+
+
+@router.post("/v1/chat/completions")
+async def chat_completions(request: Request) -> Response:
+    svc = services(request)
+    req = proto.chat_request(await read_json(request, svc.settings.max_body_bytes))
+    return await _respond(svc.engine.chat(req.params), shaping.ChatShaper, req.stream, req.include_usage)
+
+
+@router.post("/v1/completions")
+async def completions(request: Request) -> Response:
+    svc = services(request)
+    req = proto.completion_request(await read_json(request, svc.settings.max_body_bytes))
+    return await _respond(svc.engine.generate(req.params), shaping.CompletionShaper, req.stream, req.include_usage)
+
+
+@router.post("/v1/embeddings")
+async def embeddings(request: Request) -> Response:
+    svc = services(request)
+    req = proto.embedding_request(await read_json(request, svc.settings.max_body_bytes))
+    result = await svc.engine.embed(req.model, req.inputs, truncate=req.truncate, options=req.options,
+                                    keep_alive=req.keep_alive, normalize=True, dimensions=req.dimensions)
+    return JSONResponse(shaping.embedding_response(result, req.base64))
+
+
+@router.get("/v1/models")
+async def list_models(request: Request) -> Response:
+    models = await asyncio.to_thread(services(request).store.list)
+    return JSONResponse(shaping.model_list(list(models)))
+
+
+@router.get("/v1/models/{name:path}")
+async def retrieve_model(request: Request, name: str) -> Response:
+    # Model names may contain "/" (namespace/model:tag), hence the path converter.
+    try:
+        model = await asyncio.to_thread(services(request).store.resolve, name)
+    except InvalidModelName:
+        raise ModelNotFound(name) from None  # to an OpenAI client an id that cannot exist is simply unknown
+    return JSONResponse(shaping.model_object(model))
+
+
+async def _respond(events: AsyncGenerator[Event, None], make_shaper: Callable[[str, bool], shaping.Shaper],
+                   stream: bool, include_usage: bool) -> Response:
+    """Wait for the prompt to be ready, so errors so far (unknown model, full queue, bad options) keep their
+    HTTP status; then stream SSE chunks or collect one response object."""
+    first = await anext(events)
+    assert isinstance(first, Started)
+    shaper = make_shaper(first.model, include_usage)
+    headers = {TRUNCATED_HEADER: "true"} if first.truncated else {}
+    if stream:
+        return StreamingResponse(_sse(events, shaper), media_type="text/event-stream",
+                                 headers={**headers, "Cache-Control": "no-cache"})
+    try:
+        async for event in events:
+            shaper.feed(event)
+    finally:
+        await events.aclose()
+    return JSONResponse(shaper.response(), headers=headers)
+
+
+async def _sse(events: AsyncGenerator[Event, None], shaper: shaping.Shaper) -> AsyncIterator[bytes]:
+    """SSE body. After the first byte the status is fixed at 200, so a failure becomes a final
+    ``data: {"error": ...}`` event (OpenAI SDKs raise it) and the stream ends without [DONE]."""
+    try:
+        for chunk in shaper.opening():
+            yield shaping.sse(chunk)
+        async for event in events:
+            for chunk in shaper.feed(event):
+                yield shaping.sse(chunk)
+        yield shaping.SSE_DONE
+    except EmberError as exc:
+        yield shaping.sse(shaping.error_body(exc.message, exc.kind))
+    except Exception as exc:  # a bug must still end the stream with an error the client can see
+        log.exception("OpenAI stream failed")
+        yield shaping.sse(shaping.error_body(f"internal error: {exc}"))
+    finally:
+        await events.aclose()

@@ -1,0 +1,258 @@
+"""Settings: one object, built once at the edge (CLI or test) and passed in.
+
+Every field reads an ``EMBER_*`` variable; where Ollama has the same knob its ``OLLAMA_*`` name is read
+too (the ``EMBER_*`` name wins when both are set). docs/configuration.md documents each one.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from ember.durations import parse_duration
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 11434
+
+
+@dataclass(frozen=True)
+class Setting:
+    """Metadata for one field: the environment names it is read from and a one-line help text."""
+
+    env: tuple[str, ...]
+    help: str
+
+
+def _meta(*env: str, help: str) -> dict[str, Any]:
+    return {"setting": Setting(env=env, help=help)}
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = field(
+        default=f"{DEFAULT_HOST}:{DEFAULT_PORT}",
+        metadata=_meta("EMBER_HOST", "OLLAMA_HOST", help="Address the engine binds to, and the CLI talks to."),
+    )
+    models_dir: Path = field(
+        default=Path("~/.ember/models"),
+        metadata=_meta("EMBER_MODELS", "OLLAMA_MODELS", help="Model store (Ollama's blobs/ + manifests/ layout)."),
+    )
+    keep_alive: float = field(
+        default=300.0,
+        metadata=_meta(
+            "EMBER_KEEP_ALIVE", "OLLAMA_KEEP_ALIVE",
+            help="Default seconds a model stays loaded after its last request (duration or seconds; <0 = forever).",
+        ),
+    )
+    max_loaded_models: int = field(
+        default=3,
+        metadata=_meta("EMBER_MAX_LOADED_MODELS", "OLLAMA_MAX_LOADED_MODELS",
+                       help="Models loaded at once; the least recently used idle one is evicted."),
+    )
+    num_parallel: int = field(
+        default=4,
+        metadata=_meta("EMBER_NUM_PARALLEL", "OLLAMA_NUM_PARALLEL",
+                       help="Sequence slots per loaded model (requests decoded together)."),
+    )
+    model_parallel: tuple[tuple[str, int], ...] = field(
+        default=(),
+        metadata=_meta("EMBER_MODEL_PARALLEL",
+                       help="Per-model slot counts overriding num_parallel, e.g. 'smollm2:135m=8,big:7b=2'."),
+    )
+    max_queue: int = field(
+        default=512,
+        metadata=_meta("EMBER_MAX_QUEUE", "OLLAMA_MAX_QUEUE",
+                       help="Requests that may wait per model, loaded or not; beyond it: 503."),
+    )
+    context_length: int = field(
+        default=4096,
+        metadata=_meta("EMBER_CONTEXT_LENGTH", "OLLAMA_CONTEXT_LENGTH",
+                       help="Default num_ctx per slot (clamped to the model's trained context)."),
+    )
+    kv_cache_type: str = field(
+        default="f16",
+        metadata=_meta("EMBER_KV_CACHE_TYPE", "OLLAMA_KV_CACHE_TYPE", help="KV cache type: f16, q8_0 or q4_0."),
+    )
+    flash_attention: bool | None = field(
+        default=None,
+        metadata=_meta("EMBER_FLASH_ATTENTION", "OLLAMA_FLASH_ATTENTION",
+                       help="Force flash attention on or off (unset = llama.cpp decides)."),
+    )
+    tmpdir: Path | None = field(
+        default=None,
+        metadata=_meta("EMBER_TMPDIR", "OLLAMA_TMPDIR",
+                       help="Scratch directory for the server and its runners (default: the system's)."),
+    )
+    origins: tuple[str, ...] = field(
+        default=(),
+        metadata=_meta("EMBER_ORIGINS", "OLLAMA_ORIGINS", help="Extra allowed CORS origins, comma separated."),
+    )
+    noprune: bool = field(
+        default=False,
+        metadata=_meta("EMBER_NOPRUNE", "OLLAMA_NOPRUNE", help="Keep blobs no manifest references."),
+    )
+    load_timeout: float = field(
+        default=300.0,
+        metadata=_meta("EMBER_LOAD_TIMEOUT", "OLLAMA_LOAD_TIMEOUT", help="Give up loading a model after this long."),
+    )
+    request_timeout: float = field(
+        default=600.0,
+        metadata=_meta("EMBER_REQUEST_TIMEOUT", help="Deadline for one inference request, queue wait included."),
+    )
+    stall_timeout: float = field(
+        default=120.0,
+        metadata=_meta("EMBER_STALL_TIMEOUT",
+                       help="A busy runner silent for this long is declared wedged, killed and replaced."),
+    )
+    max_predict: int = field(
+        default=4096,
+        metadata=_meta("EMBER_MAX_PREDICT", help="Server-wide cap on generated tokens per request (num_predict)."),
+    )
+    num_thread: int = field(
+        default=0,
+        metadata=_meta("EMBER_NUM_THREAD", help="llama.cpp threads per runner (0 = number of CPU cores)."),
+    )
+    num_gpu: int = field(
+        default=0,
+        metadata=_meta("EMBER_NUM_GPU", help="Layers to offload to a GPU (needs a GPU build of llama.cpp)."),
+    )
+    num_batch: int = field(
+        default=512,
+        metadata=_meta("EMBER_NUM_BATCH", help="Default prompt-processing batch size."),
+    )
+    max_body_bytes: int = field(
+        default=64 * 1024 * 1024,
+        metadata=_meta("EMBER_MAX_BODY_BYTES", help="Largest accepted JSON request body (blob uploads excepted)."),
+    )
+    preload: tuple[str, ...] = field(
+        default=(),
+        metadata=_meta("EMBER_PRELOAD",
+                       help="Models to pull (name) or create (name=/path/to/gguf-or-Modelfile) before serving."),
+    )
+    bundled_model: str = field(
+        default="smollm2:135m",
+        metadata=_meta("EMBER_BUNDLED_MODEL",
+                       help="Name the bundled SmolLM2 GGUF is registered under on start ('' to skip)."),
+    )
+    log_level: str = field(
+        default="info",
+        metadata=_meta("EMBER_LOG_LEVEL", help="debug, info, warning or error (OLLAMA_DEBUG=1 means debug)."),
+    )
+
+    @property
+    def bind_host(self) -> str:
+        return split_host(self.host)[0]
+
+    @property
+    def bind_port(self) -> int:
+        return split_host(self.host)[1]
+
+    @property
+    def models_path(self) -> Path:
+        return self.models_dir.expanduser()
+
+    @property
+    def base_url(self) -> str:
+        host, port = split_host(self.host)
+        if host in ("0.0.0.0", "::", ""):
+            host = "127.0.0.1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{port}"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read settings from ``env`` (default ``os.environ``); keyword overrides win over the environment."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            setting: Setting = f.metadata["setting"]
+            raw = _first_set(env, setting.env, keep_empty=f.name in _EMPTY_IS_A_VALUE)
+            if raw is not None:
+                values[f.name] = _convert(f.name, raw)
+        if "log_level" not in values and _truthy(env.get("OLLAMA_DEBUG", "")):
+            values["log_level"] = "debug"
+        values.update(overrides)
+        return cls(**values)
+
+
+def split_host(value: str) -> tuple[str, int]:
+    """Parse OLLAMA_HOST forms: ``host``, ``:port``, ``host:port``, ``http://host[:port]``, ``[::1]:port``."""
+    value = value.strip().strip("\"'")
+    default_port = DEFAULT_PORT
+    for scheme, port in (("http://", 80), ("https://", 443)):
+        if value.startswith(scheme):
+            value, default_port = value[len(scheme):], port
+    value = value.split("/", 1)[0]
+    if value.startswith("["):
+        host, _, rest = value[1:].partition("]")
+        port_text = rest.lstrip(":")
+    elif value.count(":") == 1:
+        host, port_text = value.split(":")
+    else:
+        host, port_text = value, ""
+    port = int(port_text) if port_text else default_port
+    return host or DEFAULT_HOST, port
+
+
+# Settings where setting the variable to nothing means "none" rather than "use the default".
+_EMPTY_IS_A_VALUE = {"bundled_model", "preload", "origins"}
+
+
+def _first_set(env: Mapping[str, str], names: tuple[str, ...], *, keep_empty: bool = False) -> str | None:
+    for name in names:
+        raw = env.get(name)
+        if raw is not None and (keep_empty or raw.strip() != ""):
+            return raw.strip().strip("\"'")
+    return None
+
+
+def _truthy(raw: str) -> bool:
+    return raw.strip().lower() in ("1", "true", "yes", "on")
+
+
+_INT_FIELDS = {"max_loaded_models", "num_parallel", "max_queue", "context_length", "max_predict", "num_thread",
+               "num_gpu", "num_batch", "max_body_bytes"}
+_DURATION_FIELDS = {"keep_alive", "load_timeout", "request_timeout", "stall_timeout"}
+
+
+def _convert(name: str, raw: str) -> Any:
+    if name in _INT_FIELDS:
+        return int(raw)
+    if name in _DURATION_FIELDS:
+        return parse_duration(raw)
+    if name in ("models_dir", "tmpdir"):
+        return Path(raw)
+    if name == "model_parallel":
+        return _parse_model_parallel(raw)
+    if name in ("origins", "preload"):
+        return tuple(o.strip() for o in raw.split(",") if o.strip())
+    if name == "noprune":
+        return _truthy(raw)
+    if name == "flash_attention":
+        return None if raw.lower() == "auto" else _truthy(raw)
+    return raw
+
+
+def _parse_model_parallel(raw: str) -> tuple[tuple[str, int], ...]:
+    pairs = []
+    for item in raw.split(","):
+        if not item.strip():
+            continue
+        name, sep, count = item.strip().rpartition("=")
+        if not sep or not name or not count.strip().isdigit():
+            raise ValueError(f"EMBER_MODEL_PARALLEL: expected name=N, got {item.strip()!r}")
+        pairs.append((name.strip(), int(count)))
+    return tuple(pairs)
+
+
+def describe() -> list[tuple[str, str, str]]:
+    """(environment names, default, help) for every setting: used by `ember serve --help` and the docs test."""
+    rows = []
+    for f in fields(Settings):
+        setting: Setting = f.metadata["setting"]
+        rows.append((", ".join(setting.env), str(f.default), setting.help))
+    return rows

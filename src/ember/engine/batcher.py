@@ -1,0 +1,260 @@
+"""Continuous batching over sequence slots sharing one llama.cpp context.
+
+One ``step()`` builds one batch: every decoding slot contributes its last sampled token, and slots still
+reading their prompt contribute a chunk of it; one ``llama_decode`` serves them all. A slot keeps the tokens
+in its KV cache after a request ends, so the next request with the longest common prefix reuses them.
+"""
+
+from __future__ import annotations
+
+import codecs
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+Event = tuple[Any, ...]
+Emit = Callable[[Event], None]
+
+# While other slots are decoding, a newcomer's prompt is fed in chunks this large, so their
+# next token is delayed by one small prefill instead of the whole prompt.
+_PREFILL_CHUNK_WHILE_DECODING = 128
+
+
+class Backend(Protocol):
+    """What the batcher needs from llama.cpp; the real one is engine.llama, tests may pass a fake."""
+
+    n_batch: int
+    n_ctx_per_seq: int
+
+    def new_sampler(self, opts: dict[str, Any]) -> Any: ...
+    def sample(self, sampler: Any, index: int) -> int: ...
+    def free_sampler(self, sampler: Any) -> None: ...
+    def is_eog(self, token: int) -> bool: ...
+    def piece(self, token: int) -> bytes: ...
+    def drop(self, seq: int, start: int) -> None: ...
+    def decode(self, entries: list[tuple[int, int, int, bool]]) -> None: ...
+
+
+@dataclass
+class Request:
+    id: int
+    tokens: list[int]
+    opts: dict[str, Any]
+    stop: tuple[str, ...] = ()
+    num_predict: int = 128
+    num_ctx: int = 0
+
+
+@dataclass
+class Slot:
+    seq: int
+    cached: list[int] = field(default_factory=list)  # tokens whose KV entries are in the cache
+    last_used: float = 0.0
+    request: Request | None = None
+    pending: list[int] = field(default_factory=list)  # prompt tokens not yet evaluated
+    next_token: int | None = None  # sampled, to be fed at the next step
+    sampler: Any = None
+    generated: int = 0
+    output: list[int] = field(default_factory=list)  # generated token ids, for /api/generate's context
+    reused: int = 0
+    text_held: str = ""
+    decoder: Any = None
+    t_start: float = 0.0
+    t_first: float = 0.0
+    limit: int = 0
+
+
+class Batcher:
+    def __init__(self, backend: Backend, n_slots: int, emit: Emit) -> None:
+        self.backend = backend
+        self.slots = [Slot(seq=i) for i in range(n_slots)]
+        self.waiting: deque[Request] = deque()
+        self.emit = emit
+
+    # -- requests in and out --------------------------------------------------------------------------
+
+    def submit(self, request: Request) -> None:
+        self.waiting.append(request)
+        self._assign()
+
+    def cancel(self, request_id: int) -> None:
+        for i, request in enumerate(self.waiting):
+            if request.id == request_id:
+                del self.waiting[i]
+                self.emit(("done", request_id, {"done_reason": "cancel"}))
+                return
+        for slot in self.slots:
+            if slot.request is not None and slot.request.id == request_id:
+                self._finish(slot, "cancel", flush=False)
+                self._assign()
+                return
+
+    @property
+    def busy(self) -> bool:
+        return any(s.request is not None for s in self.slots)
+
+    def fail_all(self, message: str) -> None:
+        """A decode failed: every request in flight gets the error and the caches are dropped."""
+        for slot in self.slots:
+            if slot.request is not None:
+                self.emit(("error", slot.request.id, message))
+                self.backend.free_sampler(slot.sampler)
+                slot.request, slot.sampler, slot.pending, slot.next_token = None, None, [], None
+            self.backend.drop(slot.seq, 0)
+            slot.cached = []
+
+    def _assign(self) -> None:
+        while self.waiting:
+            free = [s for s in self.slots if s.request is None]
+            if not free:
+                return
+            request = self.waiting.popleft()
+            self._start(self._best_slot(free, request.tokens), request)
+
+    def _best_slot(self, free: list[Slot], tokens: list[int]) -> Slot:
+        return max(free, key=lambda s: (_common_prefix(s.cached, tokens), -s.last_used))
+
+    def _start(self, slot: Slot, request: Request) -> None:
+        # Re-evaluate at least the last prompt token: its logits are what the first sample needs.
+        reuse = min(_common_prefix(slot.cached, request.tokens), len(request.tokens) - 1)
+        self.backend.drop(slot.seq, reuse)
+        slot.cached = slot.cached[:reuse]
+        slot.request = request
+        slot.pending = request.tokens[reuse:]
+        slot.reused = reuse
+        slot.next_token = None
+        slot.generated = 0
+        slot.output = []
+        slot.text_held = ""
+        slot.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        slot.t_start = time.perf_counter()
+        slot.t_first = 0.0
+        slot.limit = min(request.num_ctx or self.backend.n_ctx_per_seq, self.backend.n_ctx_per_seq)
+        try:
+            slot.sampler = self.backend.new_sampler(request.opts)
+        except Exception as exc:
+            slot.request = None
+            self.emit(("error", request.id, str(exc), "bad_request"))
+
+    # -- one decode step -----------------------------------------------------------------------------
+
+    def step(self) -> None:
+        entries: list[tuple[int, int, int, bool]] = []
+        samplers: list[tuple[Slot, int]] = []
+        feeding: list[tuple[Slot, list[int], bool]] = []
+        for slot in self.slots:
+            if slot.request is not None and slot.next_token is not None:
+                samplers.append((slot, len(entries)))
+                entries.append((slot.next_token, len(slot.cached), slot.seq, True))
+                feeding.append((slot, [slot.next_token], False))
+        budget = self.backend.n_batch - len(entries)
+        if entries:
+            budget = min(budget, _PREFILL_CHUNK_WHILE_DECODING)
+        for slot in self.slots:
+            if slot.request is None or not slot.pending or budget <= 0:
+                continue
+            chunk = slot.pending[:budget]
+            last = len(chunk) == len(slot.pending)
+            base = len(slot.cached)
+            for offset, token in enumerate(chunk):
+                is_last = last and offset == len(chunk) - 1
+                if is_last:
+                    samplers.append((slot, len(entries)))
+                entries.append((token, base + offset, slot.seq, is_last))
+            feeding.append((slot, chunk, True))
+            budget -= len(chunk)
+        if not entries:
+            return
+        self.backend.decode(entries)
+        for slot, tokens, from_prompt in feeding:
+            slot.cached.extend(tokens)
+            if from_prompt:
+                slot.pending = slot.pending[len(tokens):]
+            else:
+                slot.next_token = None
+        for slot, index in samplers:
+            if slot.request is not None:
+                self._after_sample(slot, self.backend.sample(slot.sampler, index))
+        self._assign()
+
+    def _after_sample(self, slot: Slot, token: int) -> None:
+        request = slot.request
+        assert request is not None
+        if slot.generated == 0:
+            slot.t_first = time.perf_counter()
+        if self.backend.is_eog(token):
+            self._finish(slot, "stop")
+            return
+        slot.generated += 1
+        slot.output.append(token)
+        if self._push_text(slot, slot.decoder.decode(self.backend.piece(token))):
+            self._finish(slot, "stop", flush=False)
+            return
+        if slot.generated >= request.num_predict or len(slot.cached) + 1 >= slot.limit:
+            self._finish(slot, "length")
+            return
+        slot.next_token = token
+
+    def _push_text(self, slot: Slot, text: str) -> bool:
+        """Emit text that cannot be part of a stop string; True when a stop string was hit."""
+        request = slot.request
+        assert request is not None
+        held = slot.text_held + text
+        for stop in request.stop:
+            at = held.find(stop)
+            if at >= 0:
+                if at:
+                    self.emit(("token", request.id, held[:at]))
+                slot.text_held = ""
+                return True
+        keep = _longest_stop_prefix_suffix(held, request.stop)
+        out, slot.text_held = held[: len(held) - keep], held[len(held) - keep:]
+        if out:
+            self.emit(("token", request.id, out))
+        return False
+
+    def _finish(self, slot: Slot, reason: str, *, flush: bool = True) -> None:
+        request = slot.request
+        assert request is not None
+        if flush:
+            tail = slot.text_held + slot.decoder.decode(b"", final=True)
+            if tail:
+                self.emit(("token", request.id, tail))
+        now = time.perf_counter()
+        first = slot.t_first or now
+        self.emit(("done", request.id, {
+            "done_reason": reason,
+            "prompt_eval_count": len(request.tokens),
+            "prompt_cached": slot.reused,
+            "prompt_eval_duration": first - slot.t_start,
+            "eval_count": slot.generated,
+            "eval_duration": now - first,
+            "tokens": slot.output,
+        }))
+        self.backend.free_sampler(slot.sampler)
+        slot.sampler = None
+        slot.request = None
+        slot.pending = []
+        slot.next_token = None
+        slot.last_used = now
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+def _longest_stop_prefix_suffix(text: str, stops: tuple[str, ...]) -> int:
+    """Length of the longest tail of ``text`` that could still grow into one of ``stops``."""
+    best = 0
+    for stop in stops:
+        for k in range(min(len(stop) - 1, len(text)), best, -1):
+            if text.endswith(stop[:k]):
+                best = k
+                break
+    return best

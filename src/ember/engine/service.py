@@ -1,0 +1,371 @@
+"""The engine's front door: generate, chat and embed requests in, neutral events out.
+
+HTTP layers (Ollama's /api, OpenAI's /v1) shape these events into their own wire formats.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from contextlib import AsyncExitStack
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ember.config import Settings
+from ember.engine.options import Sampling, merge_options, parse_options, sampling_from
+from ember.engine.parsers import ThinkingParser, ToolCallParser
+from ember.engine.prompt import ModelTraits, render_chat, render_generate
+from ember.engine.scheduler import Lease, Scheduler
+from ember.engine.traits import traits_for
+from ember.errors import BadRequest, CapabilityError, ContextOverflow, DeadlineExceeded
+from ember.store import LocalModel, ModelStore
+
+
+@dataclass
+class GenerateParams:
+    model: str
+    prompt: str = ""
+    suffix: str | None = None
+    system: str | None = None
+    template: str | None = None
+    raw: bool = False
+    context: list[int] | None = None
+    images: list[str] = field(default_factory=list)
+    format: Any = None
+    options: dict[str, Any] = field(default_factory=dict)
+    keep_alive: float | None = None
+    think: bool | str | None = None
+    truncate: bool = True
+
+
+@dataclass
+class ChatParams:
+    model: str
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    tools: list[dict[str, Any]] = field(default_factory=list)
+    format: Any = None
+    options: dict[str, Any] = field(default_factory=dict)
+    keep_alive: float | None = None
+    think: bool | str | None = None
+    truncate: bool = True
+
+
+@dataclass
+class Started:
+    """The prompt is ready and generation is about to begin."""
+
+    model: str
+    prompt_tokens: int
+    truncated: bool = False
+    dropped: int = 0  # messages (chat) or tokens (generate) cut to fit the context
+
+
+@dataclass
+class Delta:
+    content: str = ""
+    thinking: str = ""
+
+
+@dataclass
+class ToolCalls:
+    calls: list[dict[str, Any]]
+
+
+@dataclass
+class Finished:
+    model: str
+    done_reason: str
+    total_duration: int = 0
+    load_duration: int = 0
+    prompt_eval_count: int = 0
+    prompt_eval_duration: int = 0
+    eval_count: int = 0
+    eval_duration: int = 0
+    prompt_cache_count: int = 0
+    truncated: bool = False
+    context: list[int] | None = None
+
+    def stats(self) -> dict[str, int]:
+        """Ollama's metric fields, omitted when zero as Go's omitempty does."""
+        keys = ("total_duration", "load_duration", "prompt_eval_count", "prompt_eval_duration", "eval_count",
+                "eval_duration")
+        return {k: v for k, v in asdict(self).items() if k in keys and v}
+
+
+Event = Started | Delta | ToolCalls | Finished
+
+
+@dataclass
+class Embeddings:
+    model: str
+    vectors: list[list[float]]
+    prompt_tokens: int
+    total_duration: int
+    load_duration: int
+
+
+@dataclass
+class _Prompt:
+    tokens: list[int]
+    dropped: int = 0
+
+
+PromptBuilder = Callable[[Lease, int], Awaitable[_Prompt]]
+
+
+def _ns(seconds: float) -> int:
+    return int(seconds * 1e9)
+
+
+class Engine:
+    def __init__(self, settings: Settings, store: ModelStore, scheduler: Scheduler) -> None:
+        self.settings = settings
+        self.store = store
+        self.scheduler = scheduler
+        self._traits: dict[str, ModelTraits] = {}
+
+    # -- models --------------------------------------------------------------------------------------
+
+    async def resolve(self, name: str) -> tuple[LocalModel, ModelTraits]:
+        if not name:
+            raise BadRequest("model is required")
+        model = await asyncio.to_thread(self.store.resolve, name)
+        traits = self._traits.get(model.digest)
+        if traits is None:
+            traits = await asyncio.to_thread(traits_for, model)
+            self._traits[model.digest] = traits
+        return model, traits
+
+    async def load(self, name: str, keep_alive: float | None, options: dict[str, Any]) -> Finished:
+        """Empty prompt / messages: load the model (or unload it with keep_alive 0)."""
+        model, _ = await self.resolve(name)
+        if keep_alive == 0:
+            await self.scheduler.unload(model)
+            return Finished(model.name.display, "unload")
+        opts = merge_options(parse_options(model.params), options)
+        async with self.scheduler.lease(model, num_ctx=opts.get("num_ctx"), keep_alive=keep_alive):
+            pass
+        return Finished(model.name.display, "load")
+
+    # -- generation ----------------------------------------------------------------------------------
+
+    async def generate(self, p: GenerateParams) -> AsyncGenerator[Event, None]:
+        model, traits = await self.resolve(p.model)
+        self._check_common(model, traits, p.think, bool(p.images))
+        if p.raw and (p.template or p.system or p.context):
+            raise BadRequest("raw mode does not support template, system, or context")
+        if p.suffix and not traits.supports("insert"):
+            raise CapabilityError(f"{model.name.display} does not support insert")
+        system = p.system if p.system is not None else model.system
+        text = p.prompt if p.raw else render_generate(traits, p.prompt, system=system, suffix=p.suffix,
+                                                      template=p.template)
+        opts = merge_options(parse_options(model.params), p.options)
+
+        async def build(lease: Lease, limit: int) -> _Prompt:
+            tokens = list(p.context or []) + await lease.runner.tokenize(text, add_special=not p.context)
+            return self._fit_tokens(tokens, limit, p.truncate)
+
+        async for event in self._run(model, traits, opts, p.format, p.keep_alive, p.think, build,
+                                     tools=False, want_context=not p.raw):
+            yield event
+
+    async def chat(self, p: ChatParams) -> AsyncGenerator[Event, None]:
+        model, traits = await self.resolve(p.model)
+        images = any(m.get("images") for m in p.messages)
+        self._check_common(model, traits, p.think, images)
+        if p.tools and not traits.supports("tools"):
+            raise CapabilityError(f"{model.name.display} does not support tools")
+        messages = self._with_model_messages(model, p.messages)
+        opts = merge_options(parse_options(model.params), p.options)
+        think = self._think_flag(traits, p.think)
+
+        async def build(lease: Lease, limit: int) -> _Prompt:
+            return await self._fit_messages(lease, traits, messages, p.tools, think, limit, p.truncate)
+
+        async for event in self._run(model, traits, opts, p.format, p.keep_alive, p.think, build,
+                                     tools=bool(p.tools), want_context=False):
+            yield event
+
+    def _check_common(self, model: LocalModel, traits: ModelTraits, think: bool | str | None,
+                      images: bool) -> None:
+        if traits.embedding_only:
+            raise CapabilityError(f'"{model.name.display}" does not support generate')
+        if think not in (None, False) and not traits.supports("thinking"):
+            raise CapabilityError(f'"{model.name.display}" does not support thinking')
+        if images and not traits.supports("vision"):
+            raise CapabilityError(f"{model.name.display} does not support vision (images)")
+
+    @staticmethod
+    def _think_flag(traits: ModelTraits, think: bool | str | None) -> bool | None:
+        if not traits.supports("thinking"):
+            return None
+        return think not in (False, "none")
+
+    @staticmethod
+    def _with_model_messages(model: LocalModel, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        merged = [dict(m) for m in model.messages] + [dict(m) for m in messages]
+        if model.system and not (merged and merged[0].get("role") == "system"):
+            merged.insert(0, {"role": "system", "content": model.system})
+        return merged
+
+    def _fit_tokens(self, tokens: list[int], limit: int, truncate: bool) -> _Prompt:
+        if len(tokens) < limit:
+            return _Prompt(tokens)
+        if not truncate:
+            raise ContextOverflow(
+                f"the prompt is {len(tokens)} tokens and the context window is {limit} tokens "
+                "(truncate is false; raise num_ctx or shorten the prompt)")
+        keep = limit - 1
+        return _Prompt(tokens[len(tokens) - keep:], dropped=len(tokens) - keep)
+
+    async def _fit_messages(self, lease: Lease, traits: ModelTraits, messages: list[dict[str, Any]],
+                            tools: list[dict[str, Any]], think: bool | None, limit: int,
+                            truncate: bool) -> _Prompt:
+        """Drop the oldest non-system messages (never the last one) until the prompt fits."""
+        current = list(messages)
+        dropped = 0
+        while True:
+            text = render_chat(traits, current, tools=tools, think=think)
+            tokens = await lease.runner.tokenize(text, add_special=not text.startswith(traits.bos_text or "\0"))
+            if len(tokens) < limit:
+                return _Prompt(tokens, dropped)
+            if not truncate:
+                raise ContextOverflow(
+                    f"the prompt is {len(tokens)} tokens and the context window is {limit} tokens "
+                    "(truncate is false; raise num_ctx or shorten the conversation)")
+            droppable = [i for i, m in enumerate(current[:-1]) if m.get("role") != "system"]
+            if not droppable:
+                cut = self._fit_tokens(tokens, limit, truncate)
+                return _Prompt(cut.tokens, dropped + 1)
+            del current[droppable[0]]
+            dropped += 1
+
+    async def _run(self, model: LocalModel, traits: ModelTraits, opts: dict[str, Any], fmt: Any,
+                   keep_alive: float | None, think: bool | str | None, build: PromptBuilder, *, tools: bool,
+                   want_context: bool) -> AsyncGenerator[Event, None]:
+        started = time.monotonic()
+        deadline = asyncio.get_running_loop().time() + self.settings.request_timeout
+        async with AsyncExitStack() as stack:
+            lease, limit, prompt = await self._prepare(stack, model, opts, keep_alive, build, deadline)
+            yield Started(model.name.display, len(prompt.tokens), bool(prompt.dropped), prompt.dropped)
+            parsers = _Parsers(ThinkingParser() if self._think_flag(traits, think) else None,
+                               ToolCallParser() if tools else None)
+            sampling = sampling_from(opts, max_predict=self.settings.max_predict)
+            events = lease.runner.generate(prompt.tokens, _runner_options(sampling, fmt), list(sampling.stop),
+                                           sampling.num_predict, limit, deadline)
+            stats: dict[str, Any] = {}
+            try:
+                async for kind, _, payload in events:
+                    if kind == "done":
+                        stats = payload
+                        break
+                    delta = parsers.split(payload)
+                    if delta.content or delta.thinking:
+                        yield delta
+            except TimeoutError:
+                raise self._deadline_error() from None
+            finally:
+                await events.aclose()
+            for event in parsers.finish():
+                yield event
+            context = prompt.tokens + list(stats.get("tokens", [])) if want_context else None
+            yield _finished(model, stats, prompt, lease, time.monotonic() - started, context)
+
+    async def _prepare(self, stack: AsyncExitStack, model: LocalModel, opts: dict[str, Any],
+                       keep_alive: float | None, build: PromptBuilder,
+                       deadline: float) -> tuple[Lease, int, _Prompt]:
+        """Take a slot (queueing, loading) and build the prompt, all within the request's deadline."""
+        try:
+            async with asyncio.timeout_at(deadline):
+                lease = await stack.enter_async_context(
+                    self.scheduler.lease(model, num_ctx=opts.get("num_ctx"), keep_alive=keep_alive))
+                limit = min(int(opts.get("num_ctx") or lease.loaded.num_ctx), lease.loaded.num_ctx)
+                return lease, limit, await build(lease, limit)
+        except TimeoutError:
+            raise self._deadline_error() from None
+
+    def _deadline_error(self) -> DeadlineExceeded:
+        return DeadlineExceeded(
+            f"request exceeded its deadline of {self.settings.request_timeout:g}s (EMBER_REQUEST_TIMEOUT)")
+
+    # -- embeddings ----------------------------------------------------------------------------------
+
+    async def embed(self, name: str, inputs: list[str], *, truncate: bool, options: dict[str, Any],
+                    keep_alive: float | None, normalize: bool, dimensions: int | None = None) -> Embeddings:
+        started = time.monotonic()
+        model, _ = await self.resolve(name)
+        opts = merge_options(parse_options(model.params), options)
+        deadline = asyncio.get_running_loop().time() + self.settings.request_timeout
+        try:
+            async with asyncio.timeout_at(deadline), self.scheduler.lease(
+                model, num_ctx=opts.get("num_ctx"), keep_alive=keep_alive
+            ) as lease:
+                limit = min(int(opts.get("num_ctx") or lease.loaded.num_ctx), lease.loaded.num_ctx)
+                results = await lease.runner.embed(inputs, truncate, limit) if inputs else []
+        except TimeoutError:
+            raise self._deadline_error() from None
+        vectors = [_shape(vec, normalize, dimensions) for vec, _ in results]
+        return Embeddings(model.name.display, vectors, sum(n for _, n in results),
+                          _ns(time.monotonic() - started), _ns(lease.load_duration))
+
+
+def _runner_options(sampling: Sampling, fmt: Any) -> dict[str, Any]:
+    opts = asdict(sampling)
+    opts.pop("stop", None)
+    opts.pop("grammar", None)
+    if fmt not in (None, ""):
+        opts["format"] = fmt
+    return opts
+
+
+@dataclass
+class _Parsers:
+    """The output parsers a request needs: reasoning first, then tool calls on what is left."""
+
+    thinking: ThinkingParser | None
+    calls: ToolCallParser | None
+
+    def split(self, text: str) -> Delta:
+        reasoning, content = self.thinking.feed(text) if self.thinking else ("", text)
+        if self.calls and content:
+            content = self.calls.feed(content)
+        return Delta(content=content, thinking=reasoning)
+
+    def finish(self) -> list[Event]:
+        reasoning, content = self.thinking.flush() if self.thinking else ("", "")
+        if self.calls:
+            content = (self.calls.feed(content) if content else "") + self.calls.flush()
+        events: list[Event] = []
+        if content or reasoning:
+            events.append(Delta(content=content, thinking=reasoning))
+        if self.calls and self.calls.calls:
+            events.append(ToolCalls(self.calls.calls))
+        return events
+
+
+def _finished(model: LocalModel, stats: dict[str, Any], prompt: _Prompt, lease: Lease, elapsed: float,
+              context: list[int] | None) -> Finished:
+    return Finished(
+        model=model.name.display,
+        done_reason=stats.get("done_reason", "stop"),
+        total_duration=_ns(elapsed),
+        load_duration=_ns(lease.load_duration),
+        prompt_eval_count=len(prompt.tokens),
+        prompt_eval_duration=_ns(stats.get("prompt_eval_duration", 0.0)),
+        eval_count=int(stats.get("eval_count", 0)),
+        eval_duration=_ns(stats.get("eval_duration", 0.0)),
+        prompt_cache_count=int(stats.get("prompt_cached", 0)),
+        truncated=bool(prompt.dropped),
+        context=context,
+    )
+
+
+def _shape(vector: list[float], normalize: bool, dimensions: int | None) -> list[float]:
+    if dimensions:
+        vector = vector[:dimensions]
+    if not normalize:
+        return vector
+    norm = math.sqrt(sum(v * v for v in vector)) or 1.0
+    return [v / norm for v in vector]

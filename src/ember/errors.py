@@ -1,0 +1,84 @@
+"""Typed errors. Each carries the HTTP status it maps to; the mapping to a response lives in api/errors.py.
+
+    EmberError
+      BadRequest (400)            InvalidModelName, CapabilityError, ContextOverflow
+      ModelNotFound (404)         BlobNotFound
+      PayloadTooLarge (413)
+      ServerBusy (503)
+      RunnerError (500)           RunnerCrashed, LoadFailed
+      DeadlineExceeded (504)
+"""
+
+from __future__ import annotations
+
+
+class EmberError(Exception):
+    status: int = 500
+    kind: str = "api_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class BadRequest(EmberError):
+    status = 400
+    kind = "invalid_request_error"
+
+
+class InvalidModelName(BadRequest):
+    def __init__(self, message: str = "invalid model name") -> None:
+        super().__init__(message)
+
+
+class CapabilityError(BadRequest):
+    """The model lacks a capability the request needs (tools, thinking, vision, embedding...)."""
+
+
+class ContextOverflow(BadRequest):
+    """The prompt does not fit the context window and the client asked not to truncate."""
+
+
+class ModelNotFound(EmberError):
+    status = 404
+    kind = "not_found_error"
+
+    def __init__(self, name: str, message: str | None = None) -> None:
+        super().__init__(message or f"model '{name}' not found")
+        self.name = name
+
+
+class BlobNotFound(EmberError):
+    status = 404
+    kind = "not_found_error"
+
+
+class PayloadTooLarge(EmberError):
+    status = 413
+    kind = "invalid_request_error"
+
+
+class ServerBusy(EmberError):
+    status = 503
+    kind = "server_error"
+
+    def __init__(self, message: str = "server busy, please try again.  maximum pending requests exceeded") -> None:
+        super().__init__(message)
+
+
+class RunnerError(EmberError):
+    status = 500
+    kind = "api_error"
+
+
+class RunnerCrashed(RunnerError):
+    """The runner process died or wedged while serving the request."""
+
+
+class LoadFailed(RunnerError):
+    """The model could not be loaded (broken GGUF, out of memory, load timeout)."""
+
+
+class DeadlineExceeded(EmberError):
+    status = 504
+    kind = "timeout_error"

@@ -1,0 +1,174 @@
+"""Scheduling edge cases of the batcher, with a scripted backend (no model): what each step feeds, when
+slots free up, how stop strings split across tokens, and which slot a request lands in."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ember.engine.batcher import Batcher, Request
+
+EOS = 0
+
+
+class ScriptedBackend:
+    """Each sequence 'generates' the tokens scripted for its request; pieces are chr(token)."""
+
+    n_batch = 16
+    n_ctx_per_seq = 64
+
+    def __init__(self) -> None:
+        self.decoded: list[list[tuple[int, int, int, bool]]] = []
+        self.dropped: list[tuple[int, int]] = []
+        self.scripts: dict[int, list[int]] = {}
+
+    def new_sampler(self, opts: dict[str, Any]) -> Any:
+        return list(opts["script"])
+
+    def sample(self, sampler: Any, index: int) -> int:
+        return int(sampler.pop(0)) if sampler else EOS
+
+    def free_sampler(self, sampler: Any) -> None:
+        pass
+
+    def is_eog(self, token: int) -> bool:
+        return token == EOS
+
+    def piece(self, token: int) -> bytes:
+        return chr(token).encode()
+
+    def drop(self, seq: int, start: int) -> None:
+        self.dropped.append((seq, start))
+
+    def decode(self, entries: list[tuple[int, int, int, bool]]) -> None:
+        self.decoded.append(list(entries))
+
+
+def make(n_slots: int = 2) -> tuple[Batcher, ScriptedBackend, list[tuple[Any, ...]]]:
+    events: list[tuple[Any, ...]] = []
+    backend = ScriptedBackend()
+    return Batcher(backend, n_slots, events.append), backend, events
+
+
+def run(batcher: Batcher, limit: int = 100) -> None:
+    for _ in range(limit):
+        if not batcher.busy:
+            return
+        batcher.step()
+    raise AssertionError("batcher did not finish")
+
+
+def text_of(events: list[tuple[Any, ...]], rid: int) -> str:
+    return "".join(e[2] for e in events if e[0] == "token" and e[1] == rid)
+
+
+def done_of(events: list[tuple[Any, ...]], rid: int) -> dict[str, Any]:
+    return next(e[2] for e in events if e[0] == "done" and e[1] == rid)
+
+
+def req(rid: int, prompt: list[int], reply: str, **kw: Any) -> Request:
+    return Request(rid, prompt, {"script": [ord(c) for c in reply]}, **kw)
+
+
+def test_two_requests_share_each_decode_step() -> None:
+    batcher, backend, events = make()
+    batcher.submit(req(1, [1, 2, 3], "ab", num_predict=10))
+    batcher.submit(req(2, [4, 5], "cd", num_predict=10))
+    run(batcher)
+    assert text_of(events, 1) == "ab" and text_of(events, 2) == "cd"
+    first = backend.decoded[0]
+    assert {seq for _, _, seq, _ in first} == {0, 1}, "both prompts go into the first batch"
+    assert [logits for *_, logits in first] == [False, False, True, False, True]
+    assert all(len(step) == 2 for step in backend.decoded[1:]), "then one token per sequence per step"
+
+
+def test_num_predict_ends_with_length() -> None:
+    batcher, _, events = make()
+    batcher.submit(req(1, [1], "abcdef", num_predict=3))
+    run(batcher)
+    assert text_of(events, 1) == "abc"
+    assert done_of(events, 1)["done_reason"] == "length"
+    assert done_of(events, 1)["eval_count"] == 3
+
+
+def test_stop_string_split_across_tokens_is_not_emitted() -> None:
+    batcher, _, events = make()
+    batcher.submit(req(1, [1], "hello END more", num_predict=50, stop=("END",)))
+    run(batcher)
+    assert text_of(events, 1) == "hello "
+    assert done_of(events, 1)["done_reason"] == "stop"
+
+
+def test_partial_stop_prefix_is_released_when_it_does_not_match() -> None:
+    batcher, _, events = make()
+    batcher.submit(req(1, [1], "aEb", num_predict=50, stop=("END",)))
+    run(batcher)
+    assert text_of(events, 1) == "aEb"
+
+
+def test_cancel_frees_the_slot_for_a_waiting_request() -> None:
+    batcher, _, events = make(n_slots=1)
+    batcher.submit(req(1, [1], "x" * 40, num_predict=40))
+    batcher.submit(req(2, [2], "ok", num_predict=10))
+    batcher.step()
+    assert batcher.slots[0].request is not None and batcher.slots[0].request.id == 1
+    batcher.cancel(1)
+    assert done_of(events, 1)["done_reason"] == "cancel"
+    assert batcher.slots[0].request is not None and batcher.slots[0].request.id == 2
+    run(batcher)
+    assert text_of(events, 2) == "ok"
+    assert len(text_of(events, 1)) <= 1
+
+
+def test_request_goes_to_slot_with_longest_prefix_and_reuses_it() -> None:
+    batcher, backend, events = make()
+    batcher.submit(req(1, [1, 2, 3, 4], "a", num_predict=1))
+    batcher.submit(req(2, [9, 9], "b", num_predict=1))
+    run(batcher)
+    backend.decoded.clear()
+    batcher.submit(req(3, [1, 2, 3, 4, 5, 6], "c", num_predict=1))
+    run(batcher)
+    assert done_of(events, 3)["prompt_cached"] == 4
+    assert [t for t, *_ in backend.decoded[0]] == [5, 6], "only the new tail is evaluated"
+
+
+def test_identical_prompt_still_evaluates_its_last_token() -> None:
+    batcher, backend, events = make(n_slots=1)
+    batcher.submit(req(1, [1, 2, 3], "a", num_predict=1))
+    run(batcher)
+    backend.decoded.clear()
+    batcher.submit(req(2, [1, 2, 3], "a", num_predict=1))
+    run(batcher)
+    assert done_of(events, 2)["prompt_cached"] == 2
+    assert [t for t, *_ in backend.decoded[0]] == [3]
+
+
+def test_long_prompt_is_chunked_while_others_decode() -> None:
+    batcher, backend, events = make()
+    batcher.submit(req(1, [1], "x" * 30, num_predict=30))
+    batcher.step()
+    batcher.step()
+    backend.n_batch = 64
+    batcher.submit(req(2, list(range(1, 200)), "y", num_predict=1))
+    batcher.step()
+    step = backend.decoded[-1]
+    assert any(seq == 0 for _, _, seq, _ in step), "the decoding sequence still advances"
+    assert sum(1 for _, _, seq, _ in step if seq == 1) < 199, "the newcomer's prompt is chunked"
+
+
+def test_context_full_ends_with_length() -> None:
+    batcher, backend, events = make(n_slots=1)
+    backend.n_ctx_per_seq = 8
+    batcher.slots[0].cached = []
+    batcher.submit(req(1, [1, 2, 3, 4, 5], "abcdefgh", num_predict=100))
+    run(batcher)
+    assert done_of(events, 1)["done_reason"] == "length"
+    assert len(text_of(events, 1)) <= 3
+
+
+def test_decode_failure_fails_everyone_in_flight() -> None:
+    batcher, backend, events = make()
+    batcher.submit(req(1, [1], "abc", num_predict=10))
+    batcher.submit(req(2, [2], "abc", num_predict=10))
+    batcher.fail_all("boom")
+    assert [e[:2] for e in events if e[0] == "error"] == [("error", 1), ("error", 2)]
+    assert not batcher.busy
