@@ -84,14 +84,21 @@ def test_wedged_runner_is_detected_and_replaced(make_server: Any) -> None:
 
 
 def test_deadline_expiry_names_the_deadline(make_server: Any) -> None:
-    server = make_server(request_timeout=1.5, max_predict=4096)
+    # A long prompt makes the deadline expire during prefill (seconds of work on this CPU), so the
+    # outcome cannot depend on when the model happens to sample end-of-sequence.
+    server = make_server(request_timeout=1.5)
+    long_prompt = " ".join(f"item {i} is filed under shelf {i % 17}." for i in range(300))
     with server.client() as client:
         client.post("/api/generate", json={"model": BUNDLED})
-        response = chat(client, options={"num_predict": 4000, "temperature": 1.5})
+        response = chat(client, messages=[{"role": "user", "content": long_prompt}],
+                        options={"num_predict": 64, "num_ctx": 4096})
         assert response.status_code == 504
         assert "deadline of 1.5s" in response.json()["error"]
-        ok = chat(client, options={"num_predict": 2})
-        assert ok.status_code == 200
+        # The abandoned prompt (~3000 tokens, over 10 s of prefill) is dropped after its current
+        # 512-token step, so a small request is served again well before it could have finished.
+        started = time.monotonic()
+        while chat(client, options={"num_predict": 2}).status_code != 200:
+            assert time.monotonic() - started < 8, "the abandoned prompt kept the runner busy"
 
 
 def test_eviction_with_one_loaded_model(make_server: Any) -> None:
@@ -143,7 +150,10 @@ def test_queue_overflow_is_503_while_model_is_loaded(make_server: Any) -> None:
     with server.client() as client:
         client.post("/api/generate", json={"model": BUNDLED})
         results: list[Any] = []
-        long = {"model": BUNDLED, "messages": QUESTION, "stream": False, "options": {"num_predict": 200}}
+        # ~1200 prompt tokens keep each request busy for seconds whatever the model samples.
+        filler = " ".join(f"item {i} is filed under shelf {i % 17}." for i in range(100))
+        long = {"model": BUNDLED, "messages": [{"role": "user", "content": filler}], "stream": False,
+                "options": {"num_predict": 200}}
         first = _stream_in_thread(server.url, long, results)
         _wait_for(lambda: any(x.active for x in scheduler.loaded.values()))
         second = _stream_in_thread(server.url, long, results)

@@ -38,6 +38,14 @@ def _silence_logs() -> None:
 _LOG_CALLBACK: Any = None
 
 
+def cpu_has_amx(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    try:
+        with open(cpuinfo, encoding="ascii", errors="replace") as f:
+            return any(line.startswith("flags") and " amx_int8" in line for line in f)
+    except OSError:
+        return False
+
+
 class Model:
     """A loaded GGUF model: weights and vocabulary."""
 
@@ -47,6 +55,9 @@ class Model:
         L.llama_backend_init()
         params = L.llama_model_default_params()
         params.n_gpu_layers = num_gpu
+        # Weight repacking picks llama.cpp's AMX kernels on CPUs that have AMX, and those segfault in
+        # the first prompt decode (llama.cpp issue 20824, unfixed); other CPUs keep the faster repack.
+        params.use_extra_bufts = not cpu_has_amx()
         self.ptr = L.llama_model_load_from_file(path.encode(), params)
         if not self.ptr:
             raise RuntimeError(f"llama.cpp could not load the model file {path}")
