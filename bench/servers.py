@@ -21,6 +21,8 @@ from pathlib import Path
 
 import httpx
 
+from ember.engine.llama import cpu_has_amx
+
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
 
@@ -137,6 +139,24 @@ def ember_command() -> list[str]:
             "serve"]
 
 
+# llama_cpp.server with weight repacking off on AMX CPUs, where llama.cpp's AMX kernels segfault;
+# its Llama class has no switch for it, so the default model parameters are wrapped.
+_LLAMA_CPP_SERVER_MAIN = """
+import runpy, sys
+import llama_cpp
+from ember.engine.llama import cpu_has_amx
+if cpu_has_amx():
+    _defaults = llama_cpp.llama_model_default_params
+    def _no_repack():
+        params = _defaults()
+        params.use_extra_bufts = False
+        return params
+    llama_cpp.llama_model_default_params = _no_repack
+sys.argv[0] = "llama_cpp.server"
+runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
+"""
+
+
 def make_server(name: str, cfg: ServerConfig, log_dir: Path) -> Server:
     port = free_port()
     env = dict(os.environ)
@@ -147,9 +167,11 @@ def make_server(name: str, cfg: ServerConfig, log_dir: Path) -> Server:
         cmd = [cfg.llama_server_bin, "-m", cfg.gguf, "-t", str(cfg.threads), "-tb", str(cfg.threads),
                "-np", str(cfg.parallel), "-c", str(cfg.parallel * cfg.ctx), "-cb",
                "--host", "127.0.0.1", "--port", str(port)]
+        if cpu_has_amx():
+            cmd.append("--no-repack")  # the same kernels Ember uses there (see ember.engine.llama)
         return Server(name, "openai", cmd, env, port, "/health", log_path, model="smollm2")
     if name == LLAMA_CPP_PY:
-        cmd = [sys.executable, "-m", "llama_cpp.server", "--model", cfg.gguf,
+        cmd = [sys.executable, "-c", _LLAMA_CPP_SERVER_MAIN, "--model", cfg.gguf,
                "--n_threads", str(cfg.threads), "--n_threads_batch", str(cfg.threads),
                "--n_ctx", str(cfg.ctx), "--host", "127.0.0.1", "--port", str(port),
                # default True: a waiting request makes the streaming one stop after its current chunk
