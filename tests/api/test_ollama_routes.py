@@ -87,6 +87,22 @@ def test_temperature_zero_answers_the_question(client: httpx.Client) -> None:
     assert "Paris" in body["message"]["content"]
 
 
+@pytest.mark.parametrize("penalty", [{"repeat_penalty": 2.0}, {"repeat_penalty": 2.0, "repeat_last_n": -1},
+                                     {"presence_penalty": 2.0, "frequency_penalty": 1.0}])
+def test_repetition_penalties_change_greedy_output(client: httpx.Client, penalty: dict[str, float]) -> None:
+    def complete(options: dict[str, Any]) -> str:
+        response = client.post("/api/generate", json={
+            "model": BUNDLED, "raw": True, "prompt": "1, 1, 1, 1, 1, 1, 1, 1, 1, 1,", "stream": False,
+            "options": {"temperature": 0, "num_predict": 12, **options}})
+        assert response.status_code == 200, response.text
+        text: str = response.json()["response"]
+        return text
+
+    plain = complete({})
+    assert plain.startswith(" 1, 1, 1"), "greedy decoding should keep repeating"
+    assert complete(penalty) != plain
+
+
 def test_stop_sequence_cuts_output(client: httpx.Client) -> None:
     base = {"model": BUNDLED, "messages": QUESTION, "stream": False, "options": {"temperature": 0,
                                                                                  "num_predict": 20}}

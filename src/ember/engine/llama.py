@@ -190,6 +190,7 @@ class Sampler:
     """A llama.cpp sampler chain built from a request's sampling options."""
 
     def __init__(self, model: Model, opts: dict[str, Any]) -> None:
+        self.n_vocab = int(L.llama_vocab_n_tokens(model.vocab))
         params = L.llama_sampler_chain_default_params()
         params.no_perf = True
         self.ptr = L.llama_sampler_chain_init(params)
@@ -219,8 +220,10 @@ class Sampler:
         freq = float(opts.get("frequency_penalty", 0.0))
         presence = float(opts.get("presence_penalty", 0.0))
         if repeat != 1.0 or freq != 0.0 or presence != 0.0:
-            last_n = int(opts.get("repeat_last_n", 64))
-            self._add(L.llama_sampler_init_penalties(last_n, repeat, freq, presence))
+            args: tuple[Any, ...] = (int(opts.get("repeat_last_n", 64)), repeat, freq, presence)
+            if len(L.llama_sampler_init_penalties.argtypes) == 5:  # this llama.cpp wants the vocabulary size first
+                args = (self.n_vocab, *args)
+            self._add(L.llama_sampler_init_penalties(*args))
 
     def _add(self, sampler: Any) -> None:
         L.llama_sampler_chain_add(self.ptr, sampler)

@@ -30,6 +30,8 @@ class LlamaBackend:
         self.batch = Batch(spec.n_batch + spec.n_seq, spec.n_seq)
 
     def new_sampler(self, opts: dict[str, Any]) -> Sampler:
+        if int(opts.get("repeat_last_n", 64)) < 0:  # Ollama's -1: penalise over the whole context
+            opts = {**opts, "repeat_last_n": self.n_ctx_per_seq}
         return Sampler(self.model, opts)
 
     def sample(self, sampler: Sampler, index: int) -> int:
