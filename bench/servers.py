@@ -143,15 +143,15 @@ def ember_command() -> list[str]:
 # its Llama class has no switch for it, so the default model parameters are wrapped.
 _LLAMA_CPP_SERVER_MAIN = """
 import runpy, sys
-import llama_cpp
+import llama_cpp.llama_cpp as bindings  # the module llama_cpp.llama looks the function up in
 from ember.engine.llama import cpu_has_amx
 if cpu_has_amx():
-    _defaults = llama_cpp.llama_model_default_params
+    _defaults = bindings.llama_model_default_params
     def _no_repack():
         params = _defaults()
         params.use_extra_bufts = False
         return params
-    llama_cpp.llama_model_default_params = _no_repack
+    bindings.llama_model_default_params = _no_repack
 sys.argv[0] = "llama_cpp.server"
 runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
 """
