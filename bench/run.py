@@ -234,6 +234,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--parallel", type=int, default=8, help="llama-server -np and EMBER_NUM_PARALLEL")
     p.add_argument("--ctx", type=int, default=4096, help="context per sequence")
+    p.add_argument("--flash-attn", choices=("off", "on", "auto"), default="off",
+                   help="flash attention for every server (default off, Ember's and Ollama's default)")
     p.add_argument("--max-tokens", type=int, default=128)
     p.add_argument("--prefill-tokens", type=int, default=1000)
     p.add_argument("--conv-tokens", type=int, default=2000, help="prompt tokens of the conversation's turn 1")
@@ -312,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
               "estimates", file=sys.stderr)
 
     cfg = ServerConfig(gguf=gguf, threads=args.threads, parallel=args.parallel, ctx=args.ctx,
-                       llama_server_bin=args.llama_server_bin,
+                       llama_server_bin=args.llama_server_bin, flash_attn=args.flash_attn,
                        ember_cmd=shlex.split(args.ember_cmd) if args.ember_cmd else None)
     build_s = None
     if LLAMA_SERVER in args.servers and not cfg.llama_server_bin:
@@ -331,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
         "config": {"servers": args.servers, "quick": args.quick, "model": gguf, "threads": args.threads,
                    "parallel": args.parallel, "ctx": args.ctx, "max_tokens": args.max_tokens,
                    "prefill_tokens": args.prefill_tokens, "conv_tokens": args.conv_tokens,
-                   "concurrency": args.concurrency, "temperature": 0,
+                   "concurrency": args.concurrency, "temperature": 0, "flash_attn": args.flash_attn,
                    "rounds": args.rounds},
         "servers": {},
     }

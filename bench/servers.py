@@ -46,6 +46,7 @@ class ServerConfig:
     ctx: int = 4096        # context per sequence / slot
     llama_server_bin: str | None = None
     ember_cmd: list[str] | None = None
+    flash_attn: str = "off"  # on, off or auto, the same for every server
 
 
 @dataclass
@@ -166,7 +167,7 @@ def make_server(name: str, cfg: ServerConfig, log_dir: Path) -> Server:
             raise RuntimeError("llama-server binary not built")
         cmd = [cfg.llama_server_bin, "-m", cfg.gguf, "-t", str(cfg.threads), "-tb", str(cfg.threads),
                "-np", str(cfg.parallel), "-c", str(cfg.parallel * cfg.ctx), "-cb",
-               "--host", "127.0.0.1", "--port", str(port)]
+               "-fa", cfg.flash_attn, "--host", "127.0.0.1", "--port", str(port)]
         if cpu_has_amx():
             cmd.append("--no-repack")  # the same kernels Ember uses there (see ember.engine.llama)
         return Server(name, "openai", cmd, env, port, "/health", log_path, model="smollm2")
@@ -174,6 +175,7 @@ def make_server(name: str, cfg: ServerConfig, log_dir: Path) -> Server:
         cmd = [sys.executable, "-c", _LLAMA_CPP_SERVER_MAIN, "--model", cfg.gguf,
                "--n_threads", str(cfg.threads), "--n_threads_batch", str(cfg.threads),
                "--n_ctx", str(cfg.ctx), "--host", "127.0.0.1", "--port", str(port),
+               "--flash_attn", str(cfg.flash_attn == "on").lower(),  # it has no "auto"
                # default True: a waiting request makes the streaming one stop after its current chunk
                # (it ends with [DONE] and no text), which would make it look fast and answer nothing;
                # off, requests queue and are served one at a time, which is what its design is
@@ -187,6 +189,7 @@ def make_server(name: str, cfg: ServerConfig, log_dir: Path) -> Server:
             "EMBER_NUM_THREAD": str(cfg.threads),
             "EMBER_NUM_PARALLEL": str(cfg.parallel),
             "EMBER_CONTEXT_LENGTH": str(cfg.ctx),
+            "EMBER_FLASH_ATTENTION": {"on": "true", "off": "false"}.get(cfg.flash_attn, "auto"),
         })
         src = str(REPO_ROOT / "src")
         env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")

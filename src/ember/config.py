@@ -79,7 +79,8 @@ class Settings:
     flash_attention: bool | None = field(
         default=None,
         metadata=_meta("EMBER_FLASH_ATTENTION", "OLLAMA_FLASH_ATTENTION",
-                       help="Force flash attention on or off (unset = llama.cpp decides)."),
+                       help="Flash attention on or off; unset or auto = off unless the KV cache is quantized "
+                            "(which needs it). On CPUs it made long-context prompts several times slower."),
     )
     tmpdir: Path | None = field(
         default=None,

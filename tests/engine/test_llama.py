@@ -32,3 +32,16 @@ def test_a_prompt_batch_decodes_on_this_cpu() -> None:
         batch.close()
         ctx.close()
         model.close()
+
+
+def test_flash_attention_is_off_unless_asked_for_or_needed() -> None:
+    from ember.engine.llama import _wants_flash_attention
+
+    def spec(kv: str = "f16", flash: bool | None = None) -> ContextSpec:
+        return ContextSpec(n_ctx_per_seq=256, n_seq=1, n_batch=64, n_thread=2, kv_cache_type=kv,
+                           flash_attention=flash)
+
+    assert _wants_flash_attention(spec()) is False
+    assert _wants_flash_attention(spec("q8_0")) is True  # a quantized V cache needs it
+    assert _wants_flash_attention(spec(flash=True)) is True
+    assert _wants_flash_attention(spec("q4_0", flash=False)) is False
