@@ -94,7 +94,7 @@ def test_deadline_expiry_names_the_deadline(make_server: Any) -> None:
                         options={"num_predict": 64, "num_ctx": 4096})
         assert response.status_code == 504
         assert "deadline of 1.5s" in response.json()["error"]
-        # The abandoned prompt (~3000 tokens, over 10 s of prefill) is dropped after its current
+        # The abandoned prompt (~3600 tokens, about 20 s of prefill) is dropped after its current
         # 512-token step, so a small request is served again well before it could have finished.
         started = time.monotonic()
         while chat(client, options={"num_predict": 2}).status_code != 200:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ember.engine.llama import Batch, Context, ContextSpec, Model, cpu_has_amx
+from ember.engine.llama import Batch, Context, ContextSpec, Model, _wants_flash_attention, cpu_has_amx
 from ember.store.bundled import bundled_gguf_path
 
 
@@ -35,8 +35,6 @@ def test_a_prompt_batch_decodes_on_this_cpu() -> None:
 
 
 def test_flash_attention_is_off_unless_asked_for_or_needed() -> None:
-    from ember.engine.llama import _wants_flash_attention
-
     def spec(kv: str = "f16", flash: bool | None = None) -> ContextSpec:
         return ContextSpec(n_ctx_per_seq=256, n_seq=1, n_batch=64, n_thread=2, kv_cache_type=kv,
                            flash_attention=flash)

@@ -14,6 +14,8 @@ import llama_cpp as L
 
 _KV_TYPES = {"f16": L.GGML_TYPE_F16, "q8_0": L.GGML_TYPE_Q8_0, "q4_0": L.GGML_TYPE_Q4_0}
 _DEFAULT_SEED = 0xFFFFFFFF
+# The pinned llama.cpp's penalties sampler takes the vocabulary size first; newer ones do not.
+_PENALTIES_TAKE_VOCAB = len(L.llama_sampler_init_penalties.argtypes) == 5
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,7 @@ class Model:
         self.n_embd = int(L.llama_model_n_embd(self.ptr))
         self.size = int(L.llama_model_size(self.ptr))
         self.add_bos = bool(L.llama_vocab_get_add_bos(self.vocab))
+        self.n_vocab = int(L.llama_vocab_n_tokens(self.vocab))
         self.adapters = [self._load_adapter(a) for a in adapters or []]
 
     def _load_adapter(self, path: str) -> Any:
@@ -195,7 +198,7 @@ class Sampler:
     """A llama.cpp sampler chain built from a request's sampling options."""
 
     def __init__(self, model: Model, opts: dict[str, Any]) -> None:
-        self.n_vocab = int(L.llama_vocab_n_tokens(model.vocab))
+        self.n_vocab = model.n_vocab
         params = L.llama_sampler_chain_default_params()
         params.no_perf = True
         self.ptr = L.llama_sampler_chain_init(params)
@@ -226,7 +229,7 @@ class Sampler:
         presence = float(opts.get("presence_penalty", 0.0))
         if repeat != 1.0 or freq != 0.0 or presence != 0.0:
             args: tuple[Any, ...] = (int(opts.get("repeat_last_n", 64)), repeat, freq, presence)
-            if len(L.llama_sampler_init_penalties.argtypes) == 5:  # this llama.cpp wants the vocabulary size first
+            if _PENALTIES_TAKE_VOCAB:
                 args = (self.n_vocab, *args)
             self._add(L.llama_sampler_init_penalties(*args))
 
