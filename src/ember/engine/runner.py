@@ -50,8 +50,7 @@ class RunnerHandle:
     async def _connect(self, sock: socket.socket) -> None:
         transport, _ = await self._loop.connect_accepted_socket(
             lambda: _Channel(self._dispatch, self._on_exit), sock)
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        self._transport = transport  # uvloop's transports are not asyncio.Transport subclasses
         for msg in self._unsent:
             self._send(msg)
         self._unsent.clear()
