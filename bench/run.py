@@ -324,7 +324,20 @@ async def measure(live: dict[str, Server], entries: dict[str, dict[str, Any]], p
     finally:
         for name, bench in benches.items():
             await bench.client.aclose()
-            entries[name].update(failed_requests=bench.failed, raw=bench.raw)
+            _record(entries[name], bench)
+
+
+def _record(entry: dict[str, Any], bench: Bench) -> None:
+    entry.update(failed_requests=bench.failed, raw=bench.raw)
+
+
+def summarise(entry: dict[str, Any], plan: Plan) -> None:
+    """Adds each round's mean generated tokens over the concurrency levels, then the medians over rounds."""
+    rounds = [r["metrics"] for r in entry["rounds"] if r["metrics"]]
+    for m in rounds:
+        m["concurrency_mean_gen_tokens"] = _mean_gen_tokens([m[f"c{c}"] for c in plan.levels if f"c{c}" in m])
+    if rounds:
+        entry["metrics"] = median_metrics(rounds)
 
 
 def _mean_gen_tokens(levels: list[dict[str, Any]]) -> float | None:
@@ -334,8 +347,7 @@ def _mean_gen_tokens(levels: list[dict[str, Any]]) -> float | None:
 
 def _drop(benches: dict[str, Bench], entries: dict[str, dict[str, Any]], name: str, e: Exception) -> None:
     entries[name]["error"] = f"{type(e).__name__}: {e}"
-    bench = benches.pop(name)
-    entries[name].update(failed_requests=bench.failed, raw=bench.raw)
+    _record(entries[name], benches.pop(name))
     print(f"  {name} FAILED: {entries[name]['error']}", flush=True)
 
 
@@ -399,11 +411,7 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(measure(live, entries, plan, counter, args))
         result["servers"] = entries
         for entry in entries.values():
-            rounds = [r["metrics"] for r in entry["rounds"] if r["metrics"]]
-            for m in rounds:
-                m["concurrency_mean_gen_tokens"] = _mean_gen_tokens([m[f"c{c}"] for c in plan.levels if f"c{c}" in m])
-            if rounds:
-                entry["metrics"] = median_metrics(rounds)
+            summarise(entry, plan)
     finally:
         _stop_all()
 
