@@ -16,6 +16,7 @@ from ember.durations import parse_duration
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 11434
+ROLES = ("all", "engine", "web")
 
 
 @dataclass(frozen=True)
@@ -36,9 +37,14 @@ class Settings:
         default=f"{DEFAULT_HOST}:{DEFAULT_PORT}",
         metadata=_meta("EMBER_HOST", "OLLAMA_HOST", help="Address the engine binds to, and the CLI talks to."),
     )
-    models_dir: Path = field(
-        default=Path("~/.ember/models"),
-        metadata=_meta("EMBER_MODELS", "OLLAMA_MODELS", help="Model store (Ollama's blobs/ + manifests/ layout)."),
+    home: Path = field(
+        default=Path("~/.ember"),
+        metadata=_meta("EMBER_HOME", help="Ember's data directory: models/ (unless EMBER_MODELS is set), ember.db."),
+    )
+    models_dir: Path | None = field(
+        default=None,
+        metadata=_meta("EMBER_MODELS", "OLLAMA_MODELS",
+                       help="Model store (Ollama's blobs/ + manifests/ layout); default EMBER_HOME/models."),
     )
     keep_alive: float = field(
         default=300.0,
@@ -138,6 +144,53 @@ class Settings:
         metadata=_meta("EMBER_BUNDLED_MODEL",
                        help="Name the bundled SmolLM2 GGUF is registered under on start ('' to skip)."),
     )
+    role: str = field(
+        default="all",
+        metadata=_meta("EMBER_ROLE", help="What `ember serve` runs: all (engine + web), engine, or web."),
+    )
+    web_host: str = field(
+        default="127.0.0.1:8080",
+        metadata=_meta("EMBER_WEB_HOST", help="Address the web role (UI + gateway) binds to."),
+    )
+    engines: tuple[str, ...] = field(
+        default=(),
+        metadata=_meta("EMBER_ENGINES",
+                       help="Engine base URLs the web role forwards to, comma separated (role all: the local engine)."),
+    )
+    engine_key: str = field(
+        default="",
+        metadata=_meta("EMBER_ENGINE_KEY", help="Shared secret the web role sends to engines, and engines require."),
+    )
+    allow_open_engine: bool = field(
+        default=False,
+        metadata=_meta("EMBER_ALLOW_OPEN_ENGINE",
+                       help="Let the engine bind a non-loopback address without EMBER_ENGINE_KEY (logs a warning)."),
+    )
+    anonymous: bool = field(
+        default=False,
+        metadata=_meta("EMBER_ANONYMOUS", help="Serve the web role's /api and /v1 without a key (loopback only)."),
+    )
+    database_url: str = field(
+        default="",
+        metadata=_meta("EMBER_DATABASE_URL",
+                       help="SQLAlchemy URL of the web role's database; default SQLite at EMBER_HOME/ember.db."),
+    )
+    redis_url: str = field(
+        default="",
+        metadata=_meta("EMBER_REDIS_URL", help="Redis for state several web replicas share (rate limits)."),
+    )
+    audit_bodies: bool = field(
+        default=False,
+        metadata=_meta("EMBER_AUDIT_BODIES", help="Keep prompt and response bodies in the audit log."),
+    )
+    audit_retention: float = field(
+        default=30 * 86400.0,
+        metadata=_meta("EMBER_AUDIT_RETENTION", help="Audit rows older than this are deleted (duration)."),
+    )
+    metrics_public: bool = field(
+        default=False,
+        metadata=_meta("EMBER_METRICS_PUBLIC", help="Serve the web role's /metrics without the admin scope."),
+    )
     log_level: str = field(
         default="info",
         metadata=_meta("EMBER_LOG_LEVEL", help="debug, info, warning or error (OLLAMA_DEBUG=1 means debug)."),
@@ -152,8 +205,22 @@ class Settings:
         return split_host(self.host)[1]
 
     @property
+    def home_path(self) -> Path:
+        return self.home.expanduser()
+
+    @property
     def models_path(self) -> Path:
-        return self.models_dir.expanduser()
+        return (self.models_dir or self.home / "models").expanduser()
+
+    @property
+    def database(self) -> str:
+        """The database URL to use: EMBER_DATABASE_URL, else SQLite in EMBER_HOME."""
+        return self.database_url or f"sqlite:///{self.home_path / 'ember.db'}"
+
+    @property
+    def engine_urls(self) -> tuple[str, ...]:
+        """Engines the web role forwards to: EMBER_ENGINES, else the local engine."""
+        return self.engines or (self.base_url,)
 
     @property
     def base_url(self) -> str:
@@ -217,7 +284,8 @@ def _truthy(raw: str) -> bool:
 
 _INT_FIELDS = {"max_loaded_models", "num_parallel", "max_queue", "context_length", "max_predict", "num_thread",
                "num_gpu", "num_batch", "max_body_bytes"}
-_DURATION_FIELDS = {"keep_alive", "load_timeout", "request_timeout", "stall_timeout"}
+_DURATION_FIELDS = {"keep_alive", "load_timeout", "request_timeout", "stall_timeout", "audit_retention"}
+_BOOL_FIELDS = {"noprune", "allow_open_engine", "anonymous", "audit_bodies", "metrics_public"}
 
 
 def _convert(name: str, raw: str) -> Any:
@@ -225,16 +293,18 @@ def _convert(name: str, raw: str) -> Any:
         return int(raw)
     if name in _DURATION_FIELDS:
         return parse_duration(raw)
-    if name in ("models_dir", "tmpdir"):
+    if name in ("models_dir", "tmpdir", "home"):
         return Path(raw)
     if name == "model_parallel":
         return _parse_model_parallel(raw)
-    if name in ("origins", "preload"):
+    if name in ("origins", "preload", "engines"):
         return tuple(o.strip() for o in raw.split(",") if o.strip())
-    if name == "noprune":
+    if name in _BOOL_FIELDS:
         return _truthy(raw)
     if name == "flash_attention":
         return None if raw.lower() == "auto" else _truthy(raw)
+    if name == "role" and raw not in ROLES:
+        raise ValueError(f"EMBER_ROLE: expected one of {', '.join(ROLES)}, got {raw!r}")
     return raw
 
 
