@@ -7,6 +7,10 @@
       ServerBusy (503)
       RunnerError (500)           RunnerCrashed, LoadFailed
       DeadlineExceeded (504)
+    accounts (ember.db):
+      BadRequest (400)            InvalidName, InvalidRole, InvalidScope, InvalidPassword
+      NotFound (404)              UserNotFound, KeyNotFound
+      Conflict (409)              UserExists, KeyExists, LastAdmin
 """
 
 from __future__ import annotations
@@ -82,3 +86,60 @@ class LoadFailed(RunnerError):
 class DeadlineExceeded(EmberError):
     status = 504
     kind = "timeout_error"
+
+
+# --- accounts (ember.db): users, API keys ---------------------------------------------------------------------
+
+
+class InvalidName(BadRequest):
+    """A user or key name that is empty, too long or holds control characters."""
+
+
+class InvalidRole(BadRequest):
+    """A user role outside ember.db.users.ROLES."""
+
+
+class InvalidScope(BadRequest):
+    """An API key scope outside ember.db.keys.SCOPES."""
+
+
+class InvalidPassword(BadRequest):
+    """A password that does not meet the minimum rules (length)."""
+
+
+class NotFound(EmberError):
+    status = 404
+    kind = "not_found_error"
+
+
+class UserNotFound(NotFound):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"user {name!r} not found")
+        self.name = name
+
+
+class KeyNotFound(NotFound):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"API key {name!r} not found")
+        self.name = name
+
+
+class Conflict(EmberError):
+    status = 409
+    kind = "conflict_error"
+
+
+class UserExists(Conflict):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"user {name!r} already exists")
+        self.name = name
+
+
+class KeyExists(Conflict):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"an active API key named {name!r} already exists")
+        self.name = name
+
+
+class LastAdmin(Conflict):
+    """The change would leave no enabled admin (demoting or disabling the last one)."""

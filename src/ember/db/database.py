@@ -1,0 +1,121 @@
+"""Database: one engine per process, sessions that commit or roll back, and SQLite set up for concurrent use.
+
+SQLite (the default, ``EMBER_HOME/ember.db``) runs in WAL mode with foreign keys on and a busy timeout, and
+write sessions start with ``BEGIN IMMEDIATE``: a transaction that reads and then writes takes the write lock
+up front, so two writers queue on the busy timeout instead of one failing with "database is locked".
+PostgreSQL is reached through psycopg 3.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from ember.errors import BadRequest
+
+BUSY_TIMEOUT_MS = 30_000
+_BEGIN_OPTION = "ember_sqlite_begin"
+
+
+class Database:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._writer = sessionmaker(engine.execution_options(**{_BEGIN_OPTION: "BEGIN IMMEDIATE"}),
+                                    expire_on_commit=False)
+        self._reader = sessionmaker(engine, expire_on_commit=False)
+
+    @classmethod
+    def open(cls, url: str) -> Database:
+        """Connect to ``url`` (``sqlite:///path``, ``postgresql[+psycopg]://...``); nothing is created yet."""
+        parsed = normalize_url(url)
+        if parsed.get_backend_name() == "sqlite":
+            return cls(_sqlite_engine(parsed))
+        return cls(create_engine(parsed, pool_pre_ping=True))
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The database file, for SQLite on disk; None otherwise."""
+        if self.dialect != "sqlite":
+            return None
+        database = self.engine.url.database
+        return Path(database) if database and database != ":memory:" else None
+
+    def migrate(self) -> None:
+        """Upgrade the schema to the newest revision; safe when several processes start at once."""
+        from ember.db.migrate import upgrade
+
+        upgrade(self, "head")
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A write transaction: commits on success, rolls back on error."""
+        with self._writer.begin() as session:
+            yield session
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A read transaction (on SQLite a deferred BEGIN that does not block writers)."""
+        with self._reader.begin() as session:
+            yield session
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def normalize_url(url: str) -> URL:
+    """Parse a database URL; plain ``postgresql://`` and ``postgres://`` mean psycopg 3."""
+    try:
+        parsed = make_url(url)
+    except Exception as exc:  # sqlalchemy raises ArgumentError, but a malformed port is a ValueError
+        raise BadRequest(f"invalid database URL: {_redacted(url)}") from exc
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise BadRequest(f"unsupported database {parsed.get_backend_name()!r}: use sqlite or postgresql")
+    return parsed
+
+
+def _redacted(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    return f"{scheme}{sep}...{rest.rpartition('@')[2]}" if "@" in rest else url
+
+
+def _sqlite_engine(url: URL) -> Engine:
+    if url.database and url.database != ":memory:":
+        Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        url = url.set(database=str(Path(url.database).expanduser()))
+    engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
+    event.listen(engine, "connect", _on_sqlite_connect)
+    event.listen(engine, "begin", _on_sqlite_begin)
+    return engine
+
+
+def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # The driver's own transaction handling is off; _on_sqlite_begin issues BEGIN itself (SQLAlchemy's recipe).
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA foreign_keys = ON")
+    if _journal_mode(cursor) != "wal":
+        cursor.execute("PRAGMA journal_mode = WAL")
+    cursor.execute("PRAGMA synchronous = NORMAL")
+    cursor.close()
+
+
+def _journal_mode(cursor: Any) -> str:
+    cursor.execute("PRAGMA journal_mode")
+    return str(cursor.fetchone()[0]).lower()
+
+
+def _on_sqlite_begin(connection: Any) -> None:
+    connection.exec_driver_sql(connection.get_execution_options().get(_BEGIN_OPTION, "BEGIN"))
