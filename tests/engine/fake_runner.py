@@ -27,6 +27,7 @@ class Script:
     load_delay: float = 0.0
     load_error: str | None = None
     crash_after: int | None = None  # die after sending this many tokens
+    raise_after: tuple[int, Exception] | None = None  # raise this (a bug) after sending this many tokens
     gate: asyncio.Event | None = None  # generations wait here before finishing
     n_ctx_train: int = 8192
 
@@ -74,6 +75,8 @@ class FakeRunner:
                 if self.script.crash_after == sent:
                     self.kill("model runner process exited unexpectedly (exit code -9)")
                     self._check_alive()
+                if self.script.raise_after and self.script.raise_after[0] == sent:
+                    raise self.script.raise_after[1]
                 yield Token(0, text)
             if self.script.gate is not None:
                 await self._wait_for_gate(self.script.gate)

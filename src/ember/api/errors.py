@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ember.errors import EmberError
 
@@ -64,12 +65,37 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return JSONResponse(ollama_error_body(str(exc.detail)), status_code=exc.status_code)
 
 
-async def _unexpected(request: Request, exc: Exception) -> Response:
-    message = unexpected_error_message(exc, f"{request.method} {request.url.path}")
-    return error_response(request, 500, message)
+class UnexpectedErrors:
+    """Answer an unexpected exception with a generic 500 (logged once, with its request id).
+
+    A middleware rather than an ``Exception`` handler: Starlette re-raises after calling such a handler,
+    so the server would log the traceback a second time, without the id."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watch(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        except Exception as exc:
+            request = Request(scope)
+            message = unexpected_error_message(exc, f"{request.method} {request.url.path}")
+            if started:
+                return  # the status went out already; the stream ended short, which clients see
+            await error_response(request, 500, message)(scope, receive, send)
 
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(EmberError, _ember_error)
     app.add_exception_handler(HTTPException, _http_error)
-    app.add_exception_handler(Exception, _unexpected)
+    app.add_middleware(UnexpectedErrors)
