@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ember.engine.batcher import Batcher
-from ember.engine.messages import Done, Failed, Generate, RequestEvent, Token
+from ember.engine.messages import Done, Failed, FailureKind, Generate, RequestEvent, Token
 
 EOS = 0
 
@@ -16,6 +16,7 @@ class ScriptedBackend:
 
     n_batch = 16
     n_ctx_per_seq = 64
+    n_vocab = 1000
 
     def __init__(self) -> None:
         self.decoded: list[list[tuple[int, int, int, bool]]] = []
@@ -173,3 +174,20 @@ def test_decode_failure_fails_everyone_in_flight() -> None:
     batcher.fail_all("boom")
     assert [e.rid for e in events if isinstance(e, Failed)] == [1, 2]
     assert not batcher.busy
+
+
+def test_empty_prompts_and_foreign_token_ids_fail_alone_and_leave_the_slots_free() -> None:
+    batcher, backend, events = make(n_slots=1)
+    batcher.submit(req(1, [], "never"))
+    batcher.submit(req(2, [1, 1000], "never"))
+    batcher.submit(req(3, [-5, 2], "never"))
+    failed = [e for e in events if isinstance(e, Failed)]
+    assert [(e.rid, e.kind) for e in failed] == [(1, FailureKind.BAD_REQUEST), (2, FailureKind.BAD_REQUEST),
+                                                 (3, FailureKind.BAD_REQUEST)]
+    assert failed[0].message == "the prompt is empty"
+    assert "outside the vocabulary (0 to 999)" in failed[1].message
+    assert not batcher.busy and backend.decoded == []
+    batcher.submit(req(4, [1, 2], "ok"))
+    while batcher.busy:
+        batcher.step()
+    assert text_of(events, 4) == "ok"

@@ -28,6 +28,7 @@ class Backend(Protocol):
 
     n_batch: int
     n_ctx_per_seq: int
+    n_vocab: int
 
     def new_sampler(self, opts: dict[str, Any]) -> Any: ...
     def sample(self, sampler: Any, index: int) -> int: ...
@@ -67,8 +68,21 @@ class Batcher:
     # -- requests in and out --------------------------------------------------------------------------
 
     def submit(self, request: Generate) -> None:
+        problem = self._invalid(request)
+        if problem:
+            self.emit(Failed(request.rid, problem, FailureKind.BAD_REQUEST))
+            return
         self.waiting.append(request)
         self._assign()
+
+    def _invalid(self, request: Generate) -> str | None:
+        """What llama.cpp would crash or hang on: no tokens at all, or ids outside the vocabulary."""
+        if not request.tokens:
+            return "the prompt is empty"
+        n_vocab = self.backend.n_vocab
+        if any(not 0 <= t < n_vocab for t in request.tokens):
+            return f"the prompt has token ids outside the vocabulary (0 to {n_vocab - 1})"
+        return None
 
     def cancel(self, request_id: int) -> None:
         for i, request in enumerate(self.waiting):

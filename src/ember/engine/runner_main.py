@@ -42,6 +42,7 @@ class LlamaBackend:
         self.ctx = ctx
         self.n_batch = spec.n_batch
         self.n_ctx_per_seq = spec.n_ctx_per_seq
+        self.n_vocab = model.n_vocab
         self.batch = Batch(spec.n_batch + spec.n_seq, spec.n_seq)
 
     def new_sampler(self, opts: dict[str, Any]) -> Sampler:
@@ -118,7 +119,7 @@ class Runner:
         while True:
             timeout: float | None = 0 if self.batcher.busy else None
             while self.conn.poll(timeout):
-                if not self.handle(self.conn.recv()):
+                if not self._handle_safely(self.conn.recv()):
                     return
                 timeout = 0
             if self.batcher.busy:
@@ -132,6 +133,17 @@ class Runner:
         if self.pending:
             self.conn.send(Events(self.pending[:]))
             self.pending.clear()
+
+    def _handle_safely(self, msg: Command) -> bool:
+        """One request's bad input fails that request, never the runner and everyone else's requests."""
+        try:
+            return self.handle(msg)
+        except Exception as exc:
+            rid = getattr(msg, "rid", None)
+            if rid is None:
+                raise
+            self.conn.send(Failed(rid, f"the request could not be processed: {exc}", FailureKind.BAD_REQUEST))
+            return True
 
     def handle(self, msg: Command) -> bool:
         """Act on one message from the parent; False means exit."""
