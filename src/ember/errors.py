@@ -1,11 +1,16 @@
-"""Typed errors. Each carries the HTTP status it maps to; the mapping to a response lives in api/errors.py.
+"""Typed errors, all of them. Each carries the HTTP status it maps to; the mapping to a response lives in
+api/errors.py. Every EmberError subclass in Ember is defined here, so this tree is the whole list:
 
     EmberError
-      BadRequest (400)            InvalidModelName, CapabilityError, ContextOverflow
-      ModelNotFound (404)         BlobNotFound
+      BadRequest (400)            InvalidModelName, CapabilityError, ContextOverflow,
+                                  BadGGUF, ModelfileError, TemplateError
+      ModelNotFound (404)
+      BlobNotFound (404)
       PayloadTooLarge (413)
       ServerBusy (503)
       RunnerError (500)           RunnerCrashed, LoadFailed
+      CorruptManifest (500)
+      RegistryError (502)         RegistryNotFound (404)
       DeadlineExceeded (504)
     accounts (ember.db):
       BadRequest (400)            InvalidName, InvalidRole, InvalidScope, InvalidPassword
@@ -14,6 +19,8 @@
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 
 class EmberError(Exception):
@@ -41,6 +48,23 @@ class CapabilityError(BadRequest):
 
 class ContextOverflow(BadRequest):
     """The prompt does not fit the context window and the client asked not to truncate."""
+
+
+class BadGGUF(BadRequest):
+    """The file is not a readable GGUF model."""
+
+    def __init__(self, path: Path | str, problem: str) -> None:
+        super().__init__(f"invalid GGUF file {path}: {problem}")
+        self.path = str(path)
+        self.problem = problem
+
+
+class ModelfileError(BadRequest):
+    """A Modelfile that cannot be parsed; the message names the offending line."""
+
+
+class TemplateError(BadRequest):
+    """A template that does not parse, or fails while executing."""
 
 
 class ModelNotFound(EmberError):
@@ -81,6 +105,24 @@ class RunnerCrashed(RunnerError):
 
 class LoadFailed(RunnerError):
     """The model could not be loaded (broken GGUF, out of memory, load timeout)."""
+
+
+class CorruptManifest(EmberError):
+    """A manifest file exists but cannot be used (bad JSON, wrong shape, bad digests)."""
+
+    status = 500
+
+
+class RegistryError(EmberError):
+    """The registry could not be reached, refused the request, or sent something unusable."""
+
+    status = 502
+    kind = "api_error"
+
+
+class RegistryNotFound(RegistryError):
+    status = 404
+    kind = "not_found_error"
 
 
 class DeadlineExceeded(EmberError):

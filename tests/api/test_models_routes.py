@@ -12,31 +12,33 @@ from fastapi import FastAPI
 
 from ember.api.errors import install_error_handlers
 from ember.api.models_routes import router
-from ember.api.services import Services
 from ember.config import Settings
+from ember.engine.scheduler import Scheduler
 from ember.store import LocalModel, ModelStore
 from tests.conftest_models import smollm2_gguf_path
+from tests.engine.fake_runner import FakeRunnerFactory, services_for
 
 
-class RecordingScheduler:
-    """Stands in for the engine's scheduler; only records which models it was asked to unload."""
+class RecordingScheduler(Scheduler):
+    """A real scheduler whose runners are never started; records which models it was asked to unload."""
 
-    def __init__(self) -> None:
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings, runner_factory=FakeRunnerFactory())
         self.unloaded: list[str] = []
 
     async def unload(self, model: LocalModel) -> bool:
         self.unloaded.append(model.name.display)
-        return True
+        return await super().unload(model)
 
 
-def build_app(tmp_path: Path, scheduler: Any = None) -> tuple[FastAPI, ModelStore]:
+def build_app(tmp_path: Path, scheduler: Scheduler | None = None) -> tuple[FastAPI, ModelStore]:
     settings = Settings.from_env({}, models_dir=tmp_path, max_body_bytes=4096)
     store = ModelStore(tmp_path)
     store.init()
     app = FastAPI()
     app.include_router(router)
     install_error_handlers(app)
-    app.state.services = Services(settings, store, scheduler=scheduler, engine=None)  # type: ignore[arg-type]
+    app.state.services = services_for(settings, store, scheduler)
     return app, store
 
 
@@ -148,7 +150,7 @@ async def test_copy(client: httpx.AsyncClient, tmp_path: Path) -> None:
 
 
 async def test_delete_unloads_then_removes(tmp_path: Path) -> None:
-    scheduler = RecordingScheduler()
+    scheduler = RecordingScheduler(Settings())
     app, store = build_app(tmp_path, scheduler)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://test") as client:
         await client.post("/api/create", json={"model": "gone", "from": str(smollm2_gguf_path()), "stream": False})
@@ -161,7 +163,7 @@ async def test_delete_unloads_then_removes(tmp_path: Path) -> None:
         assert again.status_code == 404 and again.json() == {"error": "model 'gone:latest' not found"}
 
 
-async def test_delete_without_a_scheduler(client: httpx.AsyncClient, tmp_path: Path) -> None:
+async def test_delete_of_a_model_that_is_not_loaded(client: httpx.AsyncClient, tmp_path: Path) -> None:
     await client.post("/api/create", json={"model": "x", "from": str(smollm2_gguf_path()), "stream": False})
     assert (await client.request("DELETE", "/api/delete", json={"model": "x"})).status_code == 200
     assert (await client.request("DELETE", "/api/delete", json={})).status_code == 400

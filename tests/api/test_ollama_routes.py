@@ -65,7 +65,9 @@ def test_generate_stream_ends_with_done_and_metrics(client: httpx.Client) -> Non
     chunks = ndjson(response)
     assert all(c["done"] is False for c in chunks[:-1]) and chunks[-1]["done"] is True
     assert "eval_count" not in chunks[0]
-    assert chunks[-1]["eval_count"] == len(chunks) - 1 or chunks[-1]["eval_count"] >= 1
+    with_text = [c for c in chunks[:-1] if c["response"]]
+    # Each chunk carries at least one token's text (a stop-string hold or a split UTF-8 character can merge two).
+    assert 1 <= len(with_text) <= chunks[-1]["eval_count"] <= 10
     assert chunks[-1]["created_at"].endswith("Z")
 
 

@@ -315,8 +315,6 @@ def test_embedding_response_base64_is_little_endian_float32() -> None:
     assert decoded == pytest.approx([0.6, -0.8], abs=1e-7)
 
 
-def test_sse_and_error_body() -> None:
+def test_sse_framing() -> None:
     assert shaping.sse({"a": "é"}) == 'data: {"a":"é"}\n\n'.encode()
     assert shaping.SSE_DONE == b"data: [DONE]\n\n"
-    assert shaping.error_body("boom", "server_error") == {
-        "error": {"message": "boom", "type": "server_error", "param": None, "code": None}}

@@ -7,15 +7,16 @@ from pathlib import Path
 import pytest
 
 from ember.api.preload import PreloadFailed
-from tests.conftest import BUNDLED, gemma_path
+from tests.conftest import BUNDLED
+from tests.conftest_models import gemma_gguf_path
 from tests.registry_fixture import OciRegistry, oci_registry  # noqa: F401 - the fixture is used by name
 from tests.server_harness import start_server
 
 
 def test_preload_creates_from_gguf_and_modelfile(tmp_path: Path) -> None:
     modelfile = tmp_path / "Modelfile"
-    modelfile.write_text(f"FROM {gemma_path()}\nSYSTEM You are terse.\nPARAMETER temperature 0.1\n")
-    server = start_server(tmp_path / "models", preload=(f"pre/gemma:raw={gemma_path()}",
+    modelfile.write_text(f"FROM {gemma_gguf_path()}\nSYSTEM You are terse.\nPARAMETER temperature 0.1\n")
+    server = start_server(tmp_path / "models", preload=(f"pre/gemma:raw={gemma_gguf_path()}",
                                                         f"pre/gemma:terse={modelfile}"))
     try:
         with server.client() as client:

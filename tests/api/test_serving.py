@@ -16,7 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import BUNDLED, GEMMA, create_from_gguf, gemma_path
+from tests.conftest import BUNDLED, GEMMA, create_from_gguf
+from tests.conftest_models import gemma_gguf_path
 from tests.server_harness import RunningServer, start_server
 
 QUESTION = [{"role": "user", "content": "Tell me a long story about a dragon and a knight."}]
@@ -104,7 +105,7 @@ def test_deadline_expiry_names_the_deadline(make_server: Any) -> None:
 def test_eviction_with_one_loaded_model(make_server: Any) -> None:
     server = make_server(max_loaded_models=1)
     with server.client() as client:
-        create_from_gguf(client, GEMMA, gemma_path())
+        create_from_gguf(client, GEMMA, gemma_gguf_path())
         client.post("/api/generate", json={"model": BUNDLED})
         assert [m["name"] for m in client.get("/api/ps").json()["models"]] == [BUNDLED]
         response = client.post("/api/generate", json={"model": GEMMA, "prompt": "Hello", "raw": True,

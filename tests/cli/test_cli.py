@@ -57,8 +57,7 @@ def test_errors_are_one_line_and_exit_1(run_cli) -> None:  # type: ignore[no-unt
     runner = CliRunner()
     result = runner.invoke(cli, ["show", "no-such-model"])
     assert result.exit_code == 1
-    assert result.output.strip().splitlines() == ["Error: model 'no-such-model:latest' not found"] or \
-        "not found" in result.output
+    assert result.output.strip().splitlines() == ["Error: model 'no-such-model:latest' not found"]
 
 
 def test_unreachable_server_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -16,7 +16,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from ember.cli.main import cli
-from tests.conftest import BUNDLED, gemma_path
+from tests.conftest import BUNDLED
+from tests.conftest_models import gemma_gguf_path
 from tests.registry_fixture import OciRegistry, oci_registry  # noqa: F401 - the fixture is used by name
 from tests.server_harness import RunningServer, start_server
 
@@ -60,12 +61,12 @@ def _digest(path: Path) -> str:
 
 def test_create_from_modelfile_uploads_the_gguf(ember: Any, own_server: RunningServer, tmp_path: Path) -> None:
     modelfile = tmp_path / "Modelfile"
-    modelfile.write_text(f"# a base model with a persona\nFROM {gemma_path()}\nPARAMETER temperature 0.2\n"
+    modelfile.write_text(f"# a base model with a persona\nFROM {gemma_gguf_path()}\nPARAMETER temperature 0.2\n"
                          "PARAMETER stop <end>\nSYSTEM You answer in one word.\n")
     result = ember("create", "cli/gemma", "-f", str(modelfile))
     assert result.exit_code == 0, result.output
     lines = _lines(result)
-    digest = _digest(gemma_path())
+    digest = _digest(gemma_gguf_path())
     assert lines[0] == f"copying file {digest} 100%"
     assert "parsing GGUF" in lines and "writing manifest" in lines
     assert lines[-1] == "success"

@@ -15,7 +15,8 @@ import httpx
 import ollama
 import pytest
 
-from tests.conftest import BUNDLED, gemma_path
+from tests.conftest import BUNDLED
+from tests.conftest_models import gemma_gguf_path
 from tests.registry_fixture import OciRegistry, oci_registry  # noqa: F401 - the fixture is used by name
 from tests.server_harness import RunningServer, start_server
 
@@ -68,7 +69,7 @@ def test_create_from_existing_model_with_system_and_parameters(api: ollama.Clien
 
 
 def test_create_blob_then_create_from_files(api: ollama.Client, own_server: RunningServer) -> None:
-    path = gemma_path()
+    path = gemma_gguf_path()
     digest = api.create_blob(path)
     assert digest == _sha256(path)
     with own_server.client() as client:

@@ -26,7 +26,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import BUNDLED, gemma_path, smollm2_path
+from tests.conftest import BUNDLED
+from tests.conftest_models import gemma_gguf_path, smollm2_gguf_path
 from tests.registry_fixture import OciRegistry, oci_registry  # noqa: F401 - the fixture is used by name
 from tests.server_harness import free_port
 
@@ -47,7 +48,7 @@ def _sha256(path: Path) -> str:
 
 
 def gemma_digest() -> str:
-    return "sha256:" + _sha256(gemma_path())
+    return "sha256:" + _sha256(gemma_gguf_path())
 
 
 def _live_group_members(pgid: int) -> list[int]:
@@ -224,7 +225,7 @@ def _assert_manifest_blobs_valid(server: ServerProcess, model: str, *, hash_limi
 
 
 def test_kill_during_blob_upload_leaves_no_blob_and_restart_cleans_temp(serve: Any) -> None:
-    gguf, digest = gemma_path(), gemma_digest()
+    gguf, digest = gemma_gguf_path(), gemma_digest()
     size = gguf.stat().st_size
     server: ServerProcess = serve()
     with socket.create_connection(("127.0.0.1", server.port)) as sock, gguf.open("rb") as fh:
@@ -279,7 +280,7 @@ def _kill_at(server: ServerProcess, sock: socket.socket, kind: str, when: Any) -
 def test_kill_during_create_never_lists_a_broken_model(serve: Any) -> None:
     digest = gemma_digest()
     server: ServerProcess = serve()
-    assert _upload(server, gemma_path(), digest) == 201
+    assert _upload(server, gemma_gguf_path(), digest) == 201
     outcomes: list[tuple[str, bool]] = []
     for i, (kind, when) in enumerate(KILL_POINTS):
         name = f"crash/create-{i}:latest"
@@ -383,16 +384,16 @@ def test_kill_during_pull_resumes_to_a_verified_model(serve: Any, proxy: Throttl
     remote = f"127.0.0.1:{proxy.port}/test/smol:v1"
     with server.client() as client:
         assert server.tags() == []
-        made = client.post("/api/create", json={"model": BUNDLED, "from": str(smollm2_path()), "stream": False})
+        made = client.post("/api/create", json={"model": BUNDLED, "from": str(smollm2_gguf_path()), "stream": False})
         assert made.status_code == 200, made.text
         assert client.post("/api/copy", json={"source": BUNDLED, "destination": remote}).status_code == 200
         pushed = client.post("/api/push", json={"model": remote, "insecure": True, "stream": False})
         assert pushed.status_code == 200 and pushed.json()["status"] == "success", pushed.text
         for name in (BUNDLED, remote):
             assert client.request("DELETE", "/api/delete", json={"model": name}).status_code == 200
-    model_digest = "sha256:" + _sha256(smollm2_path())
+    model_digest = "sha256:" + _sha256(smollm2_gguf_path())
     model_blob = server.blobs / model_digest.replace(":", "-")
-    model_size = smollm2_path().stat().st_size
+    model_size = smollm2_gguf_path().stat().st_size
     assert not model_blob.exists(), "deleting the last model using the blob should remove it"
 
     proxy.slow.set()

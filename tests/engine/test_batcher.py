@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ember.engine.batcher import Batcher, Request
+from ember.engine.batcher import Batcher
+from ember.engine.messages import Done, Failed, FailureKind, Generate, RequestEvent, Token
 
 EOS = 0
 
@@ -15,6 +16,7 @@ class ScriptedBackend:
 
     n_batch = 16
     n_ctx_per_seq = 64
+    n_vocab = 1000
 
     def __init__(self) -> None:
         self.decoded: list[list[tuple[int, int, int, bool]]] = []
@@ -43,8 +45,8 @@ class ScriptedBackend:
         self.decoded.append(list(entries))
 
 
-def make(n_slots: int = 2) -> tuple[Batcher, ScriptedBackend, list[tuple[Any, ...]]]:
-    events: list[tuple[Any, ...]] = []
+def make(n_slots: int = 2) -> tuple[Batcher, ScriptedBackend, list[RequestEvent]]:
+    events: list[RequestEvent] = []
     backend = ScriptedBackend()
     return Batcher(backend, n_slots, events.append), backend, events
 
@@ -57,16 +59,16 @@ def run(batcher: Batcher, limit: int = 100) -> None:
     raise AssertionError("batcher did not finish")
 
 
-def text_of(events: list[tuple[Any, ...]], rid: int) -> str:
-    return "".join(e[2] for e in events if e[0] == "token" and e[1] == rid)
+def text_of(events: list[RequestEvent], rid: int) -> str:
+    return "".join(e.text for e in events if isinstance(e, Token) and e.rid == rid)
 
 
-def done_of(events: list[tuple[Any, ...]], rid: int) -> dict[str, Any]:
-    return next(e[2] for e in events if e[0] == "done" and e[1] == rid)
+def done_of(events: list[RequestEvent], rid: int) -> Done:
+    return next(e for e in events if isinstance(e, Done) and e.rid == rid)
 
 
-def req(rid: int, prompt: list[int], reply: str, **kw: Any) -> Request:
-    return Request(rid, prompt, {"script": [ord(c) for c in reply]}, **kw)
+def req(rid: int, prompt: list[int], reply: str, **kw: Any) -> Generate:
+    return Generate(rid, prompt, {"script": [ord(c) for c in reply]}, **kw)
 
 
 def test_two_requests_share_each_decode_step() -> None:
@@ -86,8 +88,8 @@ def test_num_predict_ends_with_length() -> None:
     batcher.submit(req(1, [1], "abcdef", num_predict=3))
     run(batcher)
     assert text_of(events, 1) == "abc"
-    assert done_of(events, 1)["done_reason"] == "length"
-    assert done_of(events, 1)["eval_count"] == 3
+    assert done_of(events, 1).done_reason == "length"
+    assert done_of(events, 1).eval_count == 3
 
 
 def test_stop_string_split_across_tokens_is_not_emitted() -> None:
@@ -95,7 +97,7 @@ def test_stop_string_split_across_tokens_is_not_emitted() -> None:
     batcher.submit(req(1, [1], "hello END more", num_predict=50, stop=("END",)))
     run(batcher)
     assert text_of(events, 1) == "hello "
-    assert done_of(events, 1)["done_reason"] == "stop"
+    assert done_of(events, 1).done_reason == "stop"
 
 
 def test_partial_stop_prefix_is_released_when_it_does_not_match() -> None:
@@ -110,10 +112,10 @@ def test_cancel_frees_the_slot_for_a_waiting_request() -> None:
     batcher.submit(req(1, [1], "x" * 40, num_predict=40))
     batcher.submit(req(2, [2], "ok", num_predict=10))
     batcher.step()
-    assert batcher.slots[0].request is not None and batcher.slots[0].request.id == 1
+    assert batcher.slots[0].request is not None and batcher.slots[0].request.rid == 1
     batcher.cancel(1)
-    assert done_of(events, 1)["done_reason"] == "cancel"
-    assert batcher.slots[0].request is not None and batcher.slots[0].request.id == 2
+    assert done_of(events, 1).done_reason == "cancel"
+    assert batcher.slots[0].request is not None and batcher.slots[0].request.rid == 2
     run(batcher)
     assert text_of(events, 2) == "ok"
     assert len(text_of(events, 1)) <= 1
@@ -127,7 +129,7 @@ def test_request_goes_to_slot_with_longest_prefix_and_reuses_it() -> None:
     backend.decoded.clear()
     batcher.submit(req(3, [1, 2, 3, 4, 5, 6], "c", num_predict=1))
     run(batcher)
-    assert done_of(events, 3)["prompt_cached"] == 4
+    assert done_of(events, 3).prompt_cached == 4
     assert [t for t, *_ in backend.decoded[0]] == [5, 6], "only the new tail is evaluated"
 
 
@@ -138,7 +140,7 @@ def test_identical_prompt_still_evaluates_its_last_token() -> None:
     backend.decoded.clear()
     batcher.submit(req(2, [1, 2, 3], "a", num_predict=1))
     run(batcher)
-    assert done_of(events, 2)["prompt_cached"] == 2
+    assert done_of(events, 2).prompt_cached == 2
     assert [t for t, *_ in backend.decoded[0]] == [3]
 
 
@@ -161,7 +163,7 @@ def test_context_full_ends_with_length() -> None:
     batcher.slots[0].cached = []
     batcher.submit(req(1, [1, 2, 3, 4, 5], "abcdefgh", num_predict=100))
     run(batcher)
-    assert done_of(events, 1)["done_reason"] == "length"
+    assert done_of(events, 1).done_reason == "length"
     assert len(text_of(events, 1)) <= 3
 
 
@@ -170,5 +172,22 @@ def test_decode_failure_fails_everyone_in_flight() -> None:
     batcher.submit(req(1, [1], "abc", num_predict=10))
     batcher.submit(req(2, [2], "abc", num_predict=10))
     batcher.fail_all("boom")
-    assert [e[:2] for e in events if e[0] == "error"] == [("error", 1), ("error", 2)]
+    assert [e.rid for e in events if isinstance(e, Failed)] == [1, 2]
     assert not batcher.busy
+
+
+def test_empty_prompts_and_foreign_token_ids_fail_alone_and_leave_the_slots_free() -> None:
+    batcher, backend, events = make(n_slots=1)
+    batcher.submit(req(1, [], "never"))
+    batcher.submit(req(2, [1, 1000], "never"))
+    batcher.submit(req(3, [-5, 2], "never"))
+    failed = [e for e in events if isinstance(e, Failed)]
+    assert [(e.rid, e.kind) for e in failed] == [(1, FailureKind.BAD_REQUEST), (2, FailureKind.BAD_REQUEST),
+                                                 (3, FailureKind.BAD_REQUEST)]
+    assert failed[0].message == "the prompt is empty"
+    assert "outside the vocabulary (0 to 999)" in failed[1].message
+    assert not batcher.busy and backend.decoded == []
+    batcher.submit(req(4, [1, 2], "ok"))
+    while batcher.busy:
+        batcher.step()
+    assert text_of(events, 4) == "ok"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ember.engine.llama import Batch, Context, ContextSpec, Model, _wants_flash_attention, cpu_has_amx
+from ember.engine.llama import Batch, Context, ContextSpec, Model, Sampler, _wants_flash_attention, cpu_has_amx
 from ember.store.bundled import bundled_gguf_path
 
 
@@ -18,17 +18,21 @@ def test_amx_is_read_from_the_cpu_flags(tmp_path: Path) -> None:
     assert cpu_has_amx(str(tmp_path / "missing")) is False
 
 
-def test_a_prompt_batch_decodes_on_this_cpu() -> None:
-    # On AMX CPUs llama.cpp's repacked kernels crash here, in the first multi-token decode.
+def test_a_prompt_batch_decodes_on_this_cpu_and_predicts_the_obvious_next_word() -> None:
+    # On AMX CPUs llama.cpp's repacked kernels crash here, in the first multi-token decode; broken kernels
+    # that decode without crashing would show up as a wrong greedy prediction.
     model = Model(str(bundled_gguf_path()))
     ctx = Context(model, ContextSpec(n_ctx_per_seq=256, n_seq=1, n_batch=64, n_thread=2))
     batch = Batch(64, 1)
+    sampler = Sampler(model, {"temperature": 0.0})
     try:
         tokens = model.tokenize("The capital of France is", add_special=True)
         for pos, token in enumerate(tokens):
             batch.add(token, pos, 0, pos == len(tokens) - 1)
         ctx.decode(batch)
+        assert model.piece(sampler.sample(ctx, len(tokens) - 1)) == b" Paris"
     finally:
+        sampler.close()
         batch.close()
         ctx.close()
         model.close()

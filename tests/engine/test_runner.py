@@ -1,39 +1,64 @@
-"""The API process's runner handle, on both event loops uvicorn may pick."""
+"""The API process's runner handle with a real runner process, on both event loops uvicorn may pick."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
 import uvloop
 
+from ember.engine.messages import Done, RunnerSpec, Token
 from ember.engine.runner import RunnerHandle
+from ember.errors import BadRequest
 from ember.store.bundled import bundled_gguf_path
 
-_SPEC = {"name": "smollm2:135m", "adapters": [], "num_ctx": 256, "num_parallel": 1, "num_batch": 64,
-         "num_thread": 2, "num_gpu": 0, "kv_cache_type": "f16", "flash_attention": None}
+
+def spec() -> RunnerSpec:
+    return RunnerSpec(name="smollm2:135m", model_path=str(bundled_gguf_path()), num_ctx=256, num_parallel=1,
+                      num_batch=64, num_thread=2)
 
 
-async def _generate_a_few_tokens() -> dict[str, Any]:
-    runner = RunnerHandle({**_SPEC, "model_path": str(bundled_gguf_path())}, stall_timeout=30)
+@asynccontextmanager
+async def running() -> AsyncIterator[RunnerHandle]:
+    runner = RunnerHandle(spec(), stall_timeout=30)
     try:
         await runner.wait_ready(60)
-        tokens = await runner.tokenize("The capital of France is")
-        deadline = asyncio.get_running_loop().time() + 60
-        events = [e async for e in runner.generate(tokens, {"temperature": 0}, [], 4, 256, deadline)]
+        yield runner
     finally:
         await runner.close()
-    assert [e[0] for e in events[:-1]] == ["token"] * (len(events) - 1)
-    assert events[-1][0] == "done"
-    stats: dict[str, Any] = events[-1][2]
-    return stats
+
+
+async def generate(runner: RunnerHandle, tokens: list[int]) -> list[Token | Done]:
+    deadline = asyncio.get_running_loop().time() + 60
+    return [e async for e in runner.generate(tokens, {"temperature": 0}, (), 4, 256, deadline)]
+
+
+async def _generate_a_few_tokens() -> Done:
+    async with running() as runner:
+        events = await generate(runner, await runner.tokenize("The capital of France is"))
+    assert all(isinstance(e, Token) for e in events[:-1])
+    assert isinstance(events[-1], Done)
+    return events[-1]
 
 
 @pytest.mark.parametrize("run", [asyncio.run, uvloop.run], ids=["asyncio", "uvloop"])
 def test_a_runner_generates_on_either_event_loop(run: Callable[[Coroutine[Any, Any, Any]], Any]) -> None:
     # uvloop's transports are not asyncio.Transport subclasses; once, that left every request unsent.
-    stats = run(asyncio.wait_for(_generate_a_few_tokens(), 90))
-    assert stats["eval_count"] == 4
-    assert stats["prompt_eval_count"] > 0
+    done = run(asyncio.wait_for(_generate_a_few_tokens(), 90))
+    assert done.eval_count == 4
+    assert done.prompt_eval_count > 0
+
+
+async def test_bad_input_fails_its_request_and_the_runner_lives_on() -> None:
+    async with running() as runner:
+        surrogate = await runner.tokenize("lone \ud800 surrogate")  # once, this made the runner exit
+        assert surrogate and runner.alive
+        with pytest.raises(BadRequest, match="outside the vocabulary"):
+            await generate(runner, [1, 10_000_000])
+        with pytest.raises(BadRequest, match="the prompt is empty"):
+            await generate(runner, [])
+        events = await generate(runner, await runner.tokenize("Hello"))
+        assert isinstance(events[-1], Done) and runner.alive

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from ember.errors import BadRequest, BlobNotFound, EmberError, InvalidModelName, ModelNotFound
-from ember.store import BadGGUF, ModelStore, read_gguf
+from ember.errors import BadGGUF, BadRequest, BlobNotFound, EmberError, InvalidModelName, ModelNotFound
+from ember.store import ModelStore, read_gguf
 from ember.store.create import create_model, parse_parameters
 from ember.store.digests import sha256_file
 from tests.conftest_models import smollm2_gguf_path
@@ -76,7 +76,7 @@ def test_create_from_uploaded_blob_and_digest(store: ModelStore) -> None:
 
 
 def test_legacy_modelfile_field(store: ModelStore, tmp_path: Path) -> None:
-    pytest.importorskip("ember.store.modelfile")
+    pytest.importorskip("ember.modelfile")
     text = f"FROM {smollm2_gguf_path()}\nSYSTEM Be brief.\nPARAMETER temperature 0.3\nPARAMETER stop <|im_end|>\n"
     assert statuses(run(store, {"model": "legacy", "modelfile": text}))[-1] == "success"
     model = store.resolve("legacy")

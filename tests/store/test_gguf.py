@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ember.errors import BadRequest
-from ember.store.gguf import BadGGUF, human_number, model_info, read_gguf
+from ember.errors import BadGGUF, BadRequest
+from ember.store.gguf import human_number, model_info, read_gguf
 from tests.conftest_models import gemma_gguf_path, smollm2_gguf_path
 from tests.store.gguf_builder import build_gguf, gguf_string, kv, tensor_info, tiny_model
 

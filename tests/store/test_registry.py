@@ -18,13 +18,14 @@ from fastapi import FastAPI
 
 from ember.api import registry_routes
 from ember.api.errors import install_error_handlers
-from ember.api.services import Services
 from ember.config import Settings
+from ember.errors import RegistryError, RegistryNotFound
 from ember.store import ModelStore
 from ember.store import manifest as mf
 from ember.store.digests import sha256_file
 from ember.store.layers import build_model
-from ember.store.registry import RegistryError, RegistryNotFound, pull, push
+from ember.store.registry import pull, push
+from tests.engine.fake_runner import services_for
 from tests.registry_fixture import OciRegistry, oci_registry  # noqa: F401 - the fixture is used by name
 
 REPOSITORY = "ember-test/smollm2"
@@ -356,7 +357,7 @@ def route_app(store: ModelStore) -> FastAPI:
     app = FastAPI()
     install_error_handlers(app)
     app.include_router(registry_routes.router)
-    app.state.services = Services(settings=Settings(), store=store, scheduler=None, engine=None)  # type: ignore[arg-type]
+    app.state.services = services_for(Settings(), store)
     return app
 
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from ember.errors import BadRequest, BlobNotFound, InvalidModelName, ModelNotFound
-from ember.store import CorruptManifest, ModelStore
+from ember.errors import BadRequest, BlobNotFound, CorruptManifest, InvalidModelName, ModelNotFound
+from ember.store import ModelStore
 
 MODEL_MT = "application/vnd.ollama.image.model"
 

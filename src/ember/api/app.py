@@ -16,7 +16,7 @@ from ember.api.hosts import LocalHostOnly, is_loopback
 from ember.api.preload import preload
 from ember.api.services import Services
 from ember.config import Settings
-from ember.engine.scheduler import Scheduler
+from ember.engine.scheduler import RunnerFactory, Scheduler
 from ember.engine.service import Engine
 from ember.store import ModelStore
 from ember.store.bundled import register_bundled
@@ -42,9 +42,10 @@ def origins_regex(extra: tuple[str, ...]) -> str:
     return "^(?:" + "|".join(f"(?:{p})" for p in patterns) + ")$"
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings, *, runner_factory: RunnerFactory | None = None) -> FastAPI:
+    """The engine app. ``runner_factory`` defaults to runner child processes; tests may pass a fake."""
     store = ModelStore(settings.models_path, noprune=settings.noprune)
-    scheduler = Scheduler(settings)
+    scheduler = Scheduler(settings, runner_factory)
     engine = Engine(settings, store, scheduler)
 
     @asynccontextmanager

@@ -6,7 +6,6 @@ free for inference streams.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -84,16 +83,6 @@ async def delete(request: Request) -> Response:
     if not isinstance(name, str) or not name:
         raise BadRequest("model is required")
     model = await run_in_threadpool(svc.store.resolve, name)
-    await _unload(svc.scheduler, model)
+    await svc.scheduler.unload(model)  # a deleted model must not keep serving (and pinning its blob)
     await run_in_threadpool(svc.store.delete, model.name)
     return Response(status_code=200)
-
-
-async def _unload(scheduler: Any, model: Any) -> None:
-    """Stop a loaded copy first, so a deleted model does not keep serving (and pinning its blob)."""
-    unload = getattr(scheduler, "unload", None)
-    if unload is None:
-        return
-    result = unload(model)
-    if inspect.isawaitable(result):
-        await result

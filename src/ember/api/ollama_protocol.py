@@ -10,9 +10,9 @@ from typing import Any
 
 from ember.api.fields import flag, model_field, optional_str
 from ember.durations import parse_keep_alive
-from ember.engine.options import parse_options
 from ember.engine.service import ChatParams, Delta, Event, Finished, GenerateParams, Started, ToolCalls
 from ember.errors import BadRequest
+from ember.options import parse_options
 
 _THINK_LEVELS = ("low", "medium", "high", "max")
 _ROLES = ("system", "user", "assistant", "tool")

@@ -6,6 +6,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
@@ -16,12 +17,12 @@ from ember.api.fields import model_field
 from ember.api.services import Services, services
 from ember.api.streaming import ndjson_response
 from ember.durations import parse_keep_alive
-from ember.engine.options import parse_options
 from ember.engine.service import Event, Started
 from ember.errors import BadRequest
+from ember.modelfile import render_modelfile, render_parameters
+from ember.options import parse_options
 from ember.store import LocalModel
 from ember.store.gguf import model_info, read_gguf
-from ember.store.modelfile import render_modelfile, render_parameters
 
 # Clients gate features on the Ollama version they see (Open WebUI parses it as dotted integers);
 # this is the Ollama API level Ember implements, not Ember's own version (sent as ember_version).
@@ -43,7 +44,7 @@ async def version() -> Response:
 
 @router.api_route("/api/tags", methods=["GET", "HEAD"])
 async def tags(request: Request) -> Response:
-    models = services(request).store.list()
+    models = await run_in_threadpool(services(request).store.list)
     return JSONResponse({"models": [model_entry(m) for m in models]})
 
 
@@ -59,7 +60,7 @@ async def show(request: Request) -> Response:
     body = await read_json(request, svc.settings.max_body_bytes)
     model, traits = await svc.engine.resolve(model_field(body))
     verbose = body.get("verbose") is True
-    info = model_info(read_gguf(model.model_path), verbose=True) if verbose else traits.model_info
+    info = await run_in_threadpool(_verbose_info, model) if verbose else traits.model_info
     return JSONResponse({
         "license": "\n".join(model.licenses),
         "modelfile": render_modelfile(
@@ -77,16 +78,20 @@ async def show(request: Request) -> Response:
     })
 
 
+def _verbose_info(model: LocalModel) -> dict[str, Any]:
+    return model_info(read_gguf(model.model_path), verbose=True)
+
+
 @router.get("/api/ps")
 async def ps(request: Request) -> Response:
     rows = services(request).scheduler.running()
     models = []
     for row in rows:
-        entry = model_entry(row["loaded"].model)
+        entry = model_entry(row.model)
         del entry["modified_at"]
-        entry.update(expires_at=proto.local_time(row["expires_at"]), size=row["size"], size_vram=0,
-                     context_length=row["context_length"], active=row["active"], queued=row["queued"],
-                     slots=row["slots"], kv_size_per_slot=row["kv_size_per_slot"])
+        entry.update(expires_at=proto.local_time(row.expires_at), size=row.size, size_vram=0,
+                     context_length=row.context_length, active=row.active, queued=row.queued,
+                     slots=row.slots, kv_size_per_slot=row.kv_size_per_slot)
         models.append(entry)
     return JSONResponse({"models": models})
 

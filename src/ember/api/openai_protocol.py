@@ -18,9 +18,9 @@ from typing import Any
 
 from ember.api.fields import flag, model_field, optional_str
 from ember.durations import parse_keep_alive
-from ember.engine.options import OPTION_TYPES, parse_options
 from ember.engine.service import ChatParams, GenerateParams
 from ember.errors import BadRequest
+from ember.options import OPTION_TYPES, parse_options
 
 IMAGE_URL_UNSUPPORTED = "image URLs are not currently supported, please use base64 encoded data instead"
 

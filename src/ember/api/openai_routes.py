@@ -6,23 +6,21 @@ The ``Authorization`` header is accepted and ignored here (OpenAI SDKs insist on
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
 from fastapi import APIRouter
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from ember.api import openai_protocol as proto
 from ember.api import openai_shaping as shaping
 from ember.api.bodies import read_json
+from ember.api.errors import openai_error_body, unexpected_error_message
 from ember.api.ollama_routes import TRUNCATED_HEADER
 from ember.api.services import services
 from ember.engine.service import Event, Started
 from ember.errors import EmberError, InvalidModelName, ModelNotFound
-
-log = logging.getLogger(__name__)
 
 router = APIRouter()
 
@@ -52,7 +50,7 @@ async def embeddings(request: Request) -> Response:
 
 @router.get("/v1/models")
 async def list_models(request: Request) -> Response:
-    models = await asyncio.to_thread(services(request).store.list)
+    models = await run_in_threadpool(services(request).store.list)
     return JSONResponse(shaping.model_list(list(models)))
 
 
@@ -60,7 +58,7 @@ async def list_models(request: Request) -> Response:
 async def retrieve_model(request: Request, name: str) -> Response:
     # Model names may contain "/" (namespace/model:tag), hence the path converter.
     try:
-        model = await asyncio.to_thread(services(request).store.resolve, name)
+        model = await run_in_threadpool(services(request).store.resolve, name)
     except InvalidModelName:
         raise ModelNotFound(name) from None  # to an OpenAI client an id that cannot exist is simply unknown
     return JSONResponse(shaping.model_object(model))
@@ -96,9 +94,8 @@ async def _sse(events: AsyncGenerator[Event, None], shaper: shaping.Shaper) -> A
                 yield shaping.sse(chunk)
         yield shaping.SSE_DONE
     except EmberError as exc:
-        yield shaping.sse(shaping.error_body(exc.message, exc.kind))
+        yield shaping.sse(openai_error_body(exc.message, exc.kind))
     except Exception as exc:  # a bug must still end the stream with an error the client can see
-        log.exception("OpenAI stream failed")
-        yield shaping.sse(shaping.error_body(f"internal error: {exc}"))
+        yield shaping.sse(openai_error_body(unexpected_error_message(exc, "SSE stream")))
     finally:
         await events.aclose()

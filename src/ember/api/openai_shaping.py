@@ -203,9 +203,5 @@ def model_list(models: list[LocalModel]) -> dict[str, Any]:
     return {"object": "list", "data": [model_object(m) for m in models]}  # [] when empty, never null
 
 
-def error_body(message: str, kind: str = "api_error") -> dict[str, Any]:
-    return {"error": {"message": message, "type": kind, "param": None, "code": None}}
-
-
 def sse(obj: dict[str, Any]) -> bytes:
     return b"data: " + json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"

@@ -7,10 +7,11 @@ machine unless it exists. Any failure stops start-up with the reason, so a broke
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from pathlib import Path
 from typing import Any
+
+from starlette.concurrency import run_in_threadpool
 
 from ember.errors import EmberError
 from ember.names import ModelName, is_insecure
@@ -37,7 +38,7 @@ async def _preload_one(store: ModelStore, name: str, source: str) -> None:
         log.info("preload: %s is already present", name)
         return
     if source:
-        await asyncio.to_thread(_create, store, name, Path(source).expanduser())
+        await run_in_threadpool(_create, store, name, Path(source).expanduser())
     else:
         from ember.store.registry import pull
 
@@ -54,7 +55,7 @@ def _create(store: ModelStore, name: str, path: Path) -> None:
     if path.suffix.lower() == ".gguf":
         body["from"] = str(path.resolve())
     else:
-        from ember.store.modelfile import parse_modelfile
+        from ember.modelfile import parse_modelfile
 
         body.update(parse_modelfile(path.read_text(encoding="utf-8"), path.parent).to_create_fields())
     for progress in create_model(store, body):

@@ -7,15 +7,13 @@ becomes a final ``{"error": ...}`` line (status stays 200), which every Ollama c
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.responses import Response, StreamingResponse
 
+from ember.api.errors import ollama_error_body, unexpected_error_message
 from ember.errors import EmberError
-
-log = logging.getLogger(__name__)
 
 NDJSON = "application/x-ndjson"
 
@@ -41,10 +39,9 @@ async def _lines(first: dict[str, Any], rest: AsyncIterator[dict[str, Any]]) -> 
         async for item in rest:
             yield (dumps(item) + "\n").encode()
     except EmberError as exc:
-        yield (dumps({"error": exc.message}) + "\n").encode()
+        yield (dumps(ollama_error_body(exc.message)) + "\n").encode()
     except Exception as exc:  # an unexpected bug must still end the stream with an error line
-        log.exception("stream failed")
-        yield (dumps({"error": f"internal error: {exc}"}) + "\n").encode()
+        yield (dumps(ollama_error_body(unexpected_error_message(exc, "NDJSON stream"))) + "\n").encode()
     finally:
         await _close(rest)
 

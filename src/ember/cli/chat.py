@@ -8,8 +8,8 @@ from typing import Any
 import click
 
 from ember.client import Client, ClientError
-from ember.engine.options import OPTION_TYPES, coerce_option
 from ember.errors import BadRequest
+from ember.options import OPTION_TYPES, coerce_option
 
 HELP = """Available commands:
   /set parameter <name> <value>   Set a parameter (e.g. /set parameter temperature 0.2)

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import functools
 import sys
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
 from ember import __version__
+from ember.cli import models
+from ember.cli.common import client, friendly_errors
 from ember.cli.format import human_size, relative_time, table
-from ember.client import Client, ClientError
 from ember.config import Settings, describe
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _settings_epilog() -> str:
@@ -23,24 +20,6 @@ def _settings_epilog() -> str:
         lines.append(f"  {env}  [default: {default}]")
         lines.append(f"      {help_text}")
     return "\n".join(lines)
-
-
-def client() -> Client:
-    return Client.from_settings(Settings.from_env())
-
-
-def friendly_errors(fn: F) -> F:
-    """Print one clear line and exit 1 instead of a traceback."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except ClientError as exc:
-            click.echo(f"Error: {exc}", err=True)
-            sys.exit(1)
-
-    return wrapper  # type: ignore[return-value]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -168,14 +147,8 @@ def run(model: str, prompt: tuple[str, ...], keepalive: str | None, verbose: boo
         session.repl()
 
 
-def _register_model_commands() -> None:
-    from ember.cli import models
-
-    for command in models.COMMANDS:
-        cli.add_command(command)
-
-
-_register_model_commands()
+for _command in models.COMMANDS:
+    cli.add_command(_command)
 
 
 def main() -> None:

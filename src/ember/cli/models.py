@@ -2,38 +2,17 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
 from pathlib import Path
 from typing import Any
 
 import click
 
+from ember.cli.common import client as _client
+from ember.cli.common import friendly_errors as _errors
 from ember.cli.format import human_size
 from ember.client import Client, ClientError
 from ember.errors import EmberError
-
-
-def _client() -> Client:
-    from ember.cli.main import client
-
-    return client()
-
-
-def _errors(fn: Any) -> Any:
-    """``ember.cli.main.friendly_errors``, looked up when the command runs, not when this module loads.
-
-    Importing ``ember.cli.main`` here at import time is circular when it runs as ``python -m
-    ember.cli.main``: that second copy of main imports this half-initialised module for ``COMMANDS``.
-    """
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from ember.cli.main import friendly_errors
-
-        return friendly_errors(fn)(*args, **kwargs)
-
-    return wrapper
 
 
 class Progress:
@@ -102,7 +81,7 @@ def push(model: str, insecure: bool) -> None:
 @_errors
 def create(model: str, modelfile: str, quantize: str | None) -> None:
     """Create a model from a Modelfile. Local files it names are uploaded as blobs first."""
-    from ember.store.modelfile import parse_modelfile
+    from ember.modelfile import parse_modelfile
 
     path = Path(modelfile)
     if not path.exists():

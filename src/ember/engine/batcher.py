@@ -14,8 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-Event = tuple[Any, ...]
-Emit = Callable[[Event], None]
+from ember.engine.messages import Done, Failed, FailureKind, Generate, RequestEvent, Token
+
+Emit = Callable[[RequestEvent], None]
 
 # While other slots are decoding, a newcomer's prompt is fed in chunks this large, so their
 # next token is delayed by one small prefill instead of the whole prompt.
@@ -27,6 +28,7 @@ class Backend(Protocol):
 
     n_batch: int
     n_ctx_per_seq: int
+    n_vocab: int
 
     def new_sampler(self, opts: dict[str, Any]) -> Any: ...
     def sample(self, sampler: Any, index: int) -> int: ...
@@ -38,21 +40,11 @@ class Backend(Protocol):
 
 
 @dataclass
-class Request:
-    id: int
-    tokens: list[int]
-    opts: dict[str, Any]
-    stop: tuple[str, ...] = ()
-    num_predict: int = 128
-    num_ctx: int = 0
-
-
-@dataclass
 class Slot:
     seq: int
     cached: list[int] = field(default_factory=list)  # tokens whose KV entries are in the cache
     last_used: float = 0.0
-    request: Request | None = None
+    request: Generate | None = None
     pending: list[int] = field(default_factory=list)  # prompt tokens not yet evaluated
     next_token: int | None = None  # sampled, to be fed at the next step
     sampler: Any = None
@@ -70,23 +62,36 @@ class Batcher:
     def __init__(self, backend: Backend, n_slots: int, emit: Emit) -> None:
         self.backend = backend
         self.slots = [Slot(seq=i) for i in range(n_slots)]
-        self.waiting: deque[Request] = deque()
+        self.waiting: deque[Generate] = deque()
         self.emit = emit
 
     # -- requests in and out --------------------------------------------------------------------------
 
-    def submit(self, request: Request) -> None:
+    def submit(self, request: Generate) -> None:
+        problem = self._invalid(request)
+        if problem:
+            self.emit(Failed(request.rid, problem, FailureKind.BAD_REQUEST))
+            return
         self.waiting.append(request)
         self._assign()
 
+    def _invalid(self, request: Generate) -> str | None:
+        """What llama.cpp would crash or hang on: no tokens at all, or ids outside the vocabulary."""
+        if not request.tokens:
+            return "the prompt is empty"
+        n_vocab = self.backend.n_vocab
+        if any(not 0 <= t < n_vocab for t in request.tokens):
+            return f"the prompt has token ids outside the vocabulary (0 to {n_vocab - 1})"
+        return None
+
     def cancel(self, request_id: int) -> None:
         for i, request in enumerate(self.waiting):
-            if request.id == request_id:
+            if request.rid == request_id:
                 del self.waiting[i]
-                self.emit(("done", request_id, {"done_reason": "cancel"}))
+                self.emit(Done(request_id, "cancel"))
                 return
         for slot in self.slots:
-            if slot.request is not None and slot.request.id == request_id:
+            if slot.request is not None and slot.request.rid == request_id:
                 self._finish(slot, "cancel", flush=False)
                 self._assign()
                 return
@@ -99,7 +104,7 @@ class Batcher:
         """A decode failed: every request in flight gets the error and the caches are dropped."""
         for slot in self.slots:
             if slot.request is not None:
-                self.emit(("error", slot.request.id, message))
+                self.emit(Failed(slot.request.rid, message))
                 self.backend.free_sampler(slot.sampler)
                 slot.request, slot.sampler, slot.pending, slot.next_token = None, None, [], None
             self.backend.drop(slot.seq, 0)
@@ -116,7 +121,7 @@ class Batcher:
     def _best_slot(self, free: list[Slot], tokens: list[int]) -> Slot:
         return max(free, key=lambda s: (_common_prefix(s.cached, tokens), -s.last_used))
 
-    def _start(self, slot: Slot, request: Request) -> None:
+    def _start(self, slot: Slot, request: Generate) -> None:
         # Re-evaluate at least the last prompt token: its logits are what the first sample needs.
         reuse = min(_common_prefix(slot.cached, request.tokens), len(request.tokens) - 1)
         self.backend.drop(slot.seq, reuse)
@@ -133,10 +138,10 @@ class Batcher:
         slot.t_first = 0.0
         slot.limit = min(request.num_ctx or self.backend.n_ctx_per_seq, self.backend.n_ctx_per_seq)
         try:
-            slot.sampler = self.backend.new_sampler(request.opts)
+            slot.sampler = self.backend.new_sampler(request.options)
         except Exception as exc:
             slot.request = None
-            self.emit(("error", request.id, str(exc), "bad_request"))
+            self.emit(Failed(request.rid, str(exc), FailureKind.BAD_REQUEST))
 
     # -- one decode step -----------------------------------------------------------------------------
 
@@ -206,13 +211,13 @@ class Batcher:
             at = held.find(stop)
             if at >= 0:
                 if at:
-                    self.emit(("token", request.id, held[:at]))
+                    self.emit(Token(request.rid, held[:at]))
                 slot.text_held = ""
                 return True
         keep = _longest_stop_prefix_suffix(held, request.stop)
         out, slot.text_held = held[: len(held) - keep], held[len(held) - keep:]
         if out:
-            self.emit(("token", request.id, out))
+            self.emit(Token(request.rid, out))
         return False
 
     def _finish(self, slot: Slot, reason: str, *, flush: bool = True) -> None:
@@ -221,18 +226,18 @@ class Batcher:
         if flush:
             tail = slot.text_held + slot.decoder.decode(b"", final=True)
             if tail:
-                self.emit(("token", request.id, tail))
+                self.emit(Token(request.rid, tail))
         now = time.perf_counter()
         first = slot.t_first or now
-        self.emit(("done", request.id, {
-            "done_reason": reason,
-            "prompt_eval_count": len(request.tokens),
-            "prompt_cached": slot.reused,
-            "prompt_eval_duration": first - slot.t_start,
-            "eval_count": slot.generated,
-            "eval_duration": now - first,
-            "tokens": slot.output,
-        }))
+        self.emit(Done(
+            request.rid, reason,
+            prompt_eval_count=len(request.tokens),
+            prompt_cached=slot.reused,
+            prompt_eval_duration=first - slot.t_start,
+            eval_count=slot.generated,
+            eval_duration=now - first,
+            tokens=slot.output,
+        ))
         self.backend.free_sampler(slot.sampler)
         slot.sampler = None
         slot.request = None

@@ -78,7 +78,7 @@ class Model:
         return adapter
 
     def tokenize(self, text: str, add_special: bool = True, parse_special: bool = True) -> list[int]:
-        data = text.encode()
+        data = text.encode("utf-8", "replace")  # a lone surrogate must not take the runner down
         capacity = len(data) + 8
         buf = (L.llama_token * capacity)()
         n = L.llama_tokenize(self.vocab, data, len(data), buf, capacity, add_special, parse_special)

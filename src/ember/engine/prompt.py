@@ -16,8 +16,8 @@ from typing import Any
 from jinja2 import Template, TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from ember.engine.gotemplate import prompt_from_template
 from ember.errors import BadRequest
+from ember.gotemplate import prompt_from_template
 
 _THINK_MARKERS = ("<think>", "enable_thinking", "reasoning_content")
 

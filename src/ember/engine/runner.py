@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import json
 import logging
 import os
 import pickle
@@ -22,8 +21,29 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncGenerator, Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NoReturn
 
+from ember.engine.messages import (
+    Cancel,
+    Command,
+    Done,
+    Embed,
+    Events,
+    Exit,
+    Failed,
+    FailureKind,
+    Generate,
+    LoadError,
+    Ready,
+    Reply,
+    RequestEvent,
+    Result,
+    RunnerInfo,
+    RunnerSpec,
+    Token,
+    Tokenize,
+)
 from ember.errors import BadRequest, LoadFailed, RunnerCrashed
 
 log = logging.getLogger(__name__)
@@ -31,18 +51,28 @@ log = logging.getLogger(__name__)
 _ids = itertools.count(1)
 
 
+@dataclass(frozen=True)
+class _DeadlinePassed:
+    """Put in a request's inbox by a timer when its deadline passes (never sent over the channel)."""
+
+
+_Inbox = asyncio.Queue[RequestEvent | Result | _DeadlinePassed]
+
+
 class RunnerHandle:
-    def __init__(self, spec: dict[str, Any], *, stall_timeout: float) -> None:
+    """Implements the scheduler's ``Runner`` protocol with a real child process."""
+
+    def __init__(self, spec: RunnerSpec, *, stall_timeout: float) -> None:
         self.spec = spec
         self.stall_timeout = stall_timeout
-        self.info: dict[str, Any] = {}
+        self.info: RunnerInfo | None = None
         self.dead_reason: str | None = None
         self._loop = asyncio.get_running_loop()
-        self._queues: dict[int, asyncio.Queue[tuple[Any, ...]]] = {}
+        self._queues: dict[int, _Inbox] = {}
         self._last_heard = time.monotonic()
-        self._ready: asyncio.Future[tuple[Any, ...]] = self._loop.create_future()
+        self._ready: asyncio.Future[Ready | LoadError] = self._loop.create_future()
         self._transport: asyncio.Transport | None = None
-        self._unsent: list[tuple[Any, ...]] = []
+        self._unsent: list[Command] = []
         sock, self.process = _spawn(spec)
         self._connecting = self._loop.create_task(self._connect(sock))
         self._watchdog = self._loop.create_task(self._watch())
@@ -65,17 +95,17 @@ class RunnerHandle:
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
-    async def wait_ready(self, timeout: float) -> dict[str, Any]:
+    async def wait_ready(self, timeout: float) -> RunnerInfo:
         try:
             msg = await asyncio.wait_for(asyncio.shield(self._ready), timeout)
         except TimeoutError:
             self.kill("load timed out")
             raise LoadFailed(f"timed out loading model after {timeout:g}s") from None
-        if msg[0] != "ready":
+        if isinstance(msg, LoadError):
             self.kill("load failed")
-            raise LoadFailed(f"failed to load model: {msg[1]}")
-        self.info = msg[1]
-        return self.info
+            raise LoadFailed(f"failed to load model: {msg.message}")
+        self.info = msg.info
+        return msg.info
 
     def kill(self, reason: str) -> None:
         if self.dead_reason is None:
@@ -89,7 +119,7 @@ class RunnerHandle:
     async def close(self) -> None:
         """Ask the runner to exit, then make sure it has."""
         if self.alive:
-            self._send(("exit",))
+            self._send(Exit())
         self.dead_reason = self.dead_reason or "unloaded"
         self._watchdog.cancel()
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -98,94 +128,86 @@ class RunnerHandle:
 
     # -- requests ------------------------------------------------------------------------------------
 
-    async def generate(self, tokens: list[int], opts: dict[str, Any], stop: list[str], num_predict: int,
-                       num_ctx: int, deadline: float) -> AsyncGenerator[tuple[Any, ...], None]:
-        """Yields ("token", text) events and finally ("done", stats); cancels the runner's work if abandoned.
+    async def generate(self, tokens: list[int], options: dict[str, Any], stop: tuple[str, ...], num_predict: int,
+                       num_ctx: int, deadline: float) -> AsyncGenerator[Token | Done, None]:
+        """Yields Token events and finally one Done; cancels the runner's work if abandoned.
 
-        ``deadline`` (event-loop time) arrives as a ("deadline",) message from a timer, so waiting for
-        tokens costs no per-token timeout bookkeeping; the caller turns it into its own error."""
+        ``deadline`` (event-loop time) arrives as a message from a timer, so waiting for tokens costs no
+        per-token timeout bookkeeping; it raises TimeoutError, which the caller turns into its own error."""
         rid, inbox = self._open()
         finished = False
-        timer = self._loop.call_at(deadline, inbox.put_nowait, ("deadline", rid))
+        timer = self._loop.call_at(deadline, inbox.put_nowait, _DeadlinePassed())
         try:
-            self._send(("generate", rid, tokens, opts, stop, num_predict, num_ctx))
+            self._send(Generate(rid, tokens, options, stop, num_predict, num_ctx))
             while True:
                 msg = await inbox.get()
-                if msg[0] == "token":
+                if isinstance(msg, Token):
                     yield msg
-                elif msg[0] == "done":
+                elif isinstance(msg, Done):
                     finished = True
                     yield msg
                     return
-                elif msg[0] == "deadline":
+                elif isinstance(msg, _DeadlinePassed):
                     raise TimeoutError
                 else:
                     finished = True
-                    self._raise(msg)
+                    _raise(msg)
         finally:
             timer.cancel()
             self._queues.pop(rid, None)
             if not finished and self.alive:
-                self._send(("cancel", rid))
+                self._send(Cancel(rid))
 
     async def tokenize(self, text: str, add_special: bool = True) -> list[int]:
-        result: list[int] = await self._call("tokenize", text, add_special)
+        result: list[int] = await self._call(lambda rid: Tokenize(rid, text, add_special))
         return result
 
     async def embed(self, texts: list[str], truncate: bool, num_ctx: int) -> list[tuple[list[float], int]]:
-        result: list[tuple[list[float], int]] = await self._call("embed", texts, truncate, num_ctx)
+        result: list[tuple[list[float], int]] = await self._call(lambda rid: Embed(rid, texts, truncate, num_ctx))
         return result
 
-    async def _call(self, op: str, *args: Any) -> Any:
+    async def _call(self, make: Callable[[int], Command]) -> Any:
         rid, inbox = self._open()
         try:
-            self._send((op, rid, *args))
+            self._send(make(rid))
             msg = await inbox.get()
-            if msg[0] != "result":
-                self._raise(msg)
-            return msg[2]
+            if isinstance(msg, Result):
+                return msg.value
+            _raise(msg)
         finally:
             self._queues.pop(rid, None)
 
-    def _open(self) -> tuple[int, asyncio.Queue[tuple[Any, ...]]]:
+    def _open(self) -> tuple[int, _Inbox]:
         if not self.alive:
             raise RunnerCrashed(f"model runner is not running ({self.dead_reason})")
         rid = next(_ids)
-        inbox: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
+        inbox: _Inbox = asyncio.Queue()
         if not self._queues:
             self._last_heard = time.monotonic()  # silence while idle is not a stall
         self._queues[rid] = inbox
         return rid, inbox
 
-    def _raise(self, msg: tuple[Any, ...]) -> None:
-        if msg[0] == "crashed":
-            raise RunnerCrashed(msg[1])
-        if len(msg) > 3 and msg[3] == "bad_request":
-            raise BadRequest(msg[2])
-        raise RunnerCrashed(f"model runner error: {msg[2]}")
-
     # -- channel and dispatch ------------------------------------------------------------------------
 
-    def _send(self, msg: tuple[Any, ...]) -> None:
+    def _send(self, msg: Command) -> None:
         if self._transport is None:
             self._unsent.append(msg)
         elif not self._transport.is_closing():
             self._transport.write(_frame(msg))
 
-    def _dispatch(self, msg: tuple[Any, ...]) -> None:
+    def _dispatch(self, msg: Reply) -> None:
         self._last_heard = time.monotonic()
-        if msg[0] == "events":
-            for event in msg[1]:
+        if isinstance(msg, Events):
+            for event in msg.events:
                 self._deliver(event)
-            return
-        if msg[0] in ("ready", "load_error"):
+        elif isinstance(msg, Ready | LoadError):
             if not self._ready.done():
                 self._ready.set_result(msg)
-            return
-        self._deliver(msg)
+        else:
+            self._deliver(msg)
 
-    def _deliver(self, msg: tuple[Any, ...]) -> None:
-        inbox = self._queues.get(msg[1])
+    def _deliver(self, msg: RequestEvent | Result) -> None:
+        inbox = self._queues.get(msg.rid)
         if inbox is not None:
             inbox.put_nowait(msg)
 
@@ -194,13 +216,13 @@ class RunnerHandle:
         detail = f" (exit code {code})" if code is not None else ""
         reason = self.dead_reason or f"model runner process exited unexpectedly{detail}"
         if not self._ready.done():
-            self._ready.set_result(("load_error", reason))
+            self._ready.set_result(LoadError(reason))
         self.kill(reason)
 
     def _fail_all(self) -> None:
         reason = self.dead_reason or "model runner stopped"
-        for inbox in self._queues.values():
-            inbox.put_nowait(("crashed", reason))
+        for rid, inbox in self._queues.items():
+            inbox.put_nowait(Failed(rid, reason, FailureKind.CRASHED))
         self._queues.clear()
 
     async def _watch(self) -> None:
@@ -211,20 +233,31 @@ class RunnerHandle:
                 self.kill(f"model runner stopped responding for {self.stall_timeout:g}s and was restarted")
 
 
-def _spawn(spec: dict[str, Any]) -> tuple[socket.socket, subprocess.Popen[bytes]]:
+def _raise(msg: RequestEvent | Result | _DeadlinePassed) -> NoReturn:
+    """Turn a runner's failure into the error the request raises."""
+    if not isinstance(msg, Failed):
+        raise RunnerCrashed(f"model runner sent an unexpected message: {type(msg).__name__}")
+    if msg.kind is FailureKind.CRASHED:
+        raise RunnerCrashed(msg.message)
+    if msg.kind is FailureKind.BAD_REQUEST:
+        raise BadRequest(msg.message)
+    raise RunnerCrashed(f"model runner error: {msg.message}")
+
+
+def _spawn(spec: RunnerSpec) -> tuple[socket.socket, subprocess.Popen[bytes]]:
     """Start ``python -m ember.engine.runner_main`` with one end of a socket pair as its channel.
 
     A plain subprocess (not multiprocessing) so the child never re-imports the parent's __main__.
     """
     parent_sock, child_sock = socket.socketpair()
     fd = child_sock.fileno()
-    cmd = [sys.executable, "-m", "ember.engine.runner_main", str(fd), json.dumps(spec)]
+    cmd = [sys.executable, "-m", "ember.engine.runner_main", str(fd), spec.to_json()]
     process = subprocess.Popen(cmd, pass_fds=(fd,), stdin=subprocess.DEVNULL, env=os.environ.copy())
     child_sock.close()
     return parent_sock, process
 
 
-def _frame(msg: tuple[Any, ...]) -> bytes:
+def _frame(msg: Command) -> bytes:
     """One message in multiprocessing.connection's framing: a signed 4-byte length (or -1 and 8 bytes)."""
     payload = pickle.dumps(msg, protocol=pickle.HIGHEST_PROTOCOL)
     if len(payload) > 0x7FFFFFFF:
@@ -235,7 +268,7 @@ def _frame(msg: tuple[Any, ...]) -> bytes:
 class _Channel(asyncio.Protocol):
     """Reads framed, pickled messages from the runner and hands each to ``on_message``."""
 
-    def __init__(self, on_message: Callable[[tuple[Any, ...]], None], on_lost: Callable[[], None]) -> None:
+    def __init__(self, on_message: Callable[[Reply], None], on_lost: Callable[[], None]) -> None:
         self._buffer = bytearray()
         self._on_message = on_message
         self._on_lost = on_lost

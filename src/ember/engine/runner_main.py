@@ -1,20 +1,35 @@
 """The runner child process: owns one model's llama.cpp context and serves the parent over a pipe.
 
-Messages from the parent (tuples): ``generate``, ``cancel``, ``tokenize``, ``embed``, ``ping``, ``exit``.
-Messages to the parent: ``ready``/``load_error`` once, then ``token``, ``done``, ``result``, ``error``.
+The messages both ways are the types in ``engine.messages``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import sys
 from multiprocessing.connection import Connection
 from typing import Any
 
-from ember.engine.batcher import Batcher, Request
+from ember.engine.batcher import Batcher
 from ember.engine.llama import Batch, Context, ContextSpec, Model, Sampler
+from ember.engine.messages import (
+    Cancel,
+    Command,
+    Embed,
+    Events,
+    Exit,
+    Failed,
+    FailureKind,
+    Generate,
+    LoadError,
+    Ready,
+    RequestEvent,
+    Result,
+    RunnerInfo,
+    RunnerSpec,
+    Tokenize,
+)
 
 _KV_BYTES = {"f16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32}
 
@@ -27,6 +42,7 @@ class LlamaBackend:
         self.ctx = ctx
         self.n_batch = spec.n_batch
         self.n_ctx_per_seq = spec.n_ctx_per_seq
+        self.n_vocab = model.n_vocab
         self.batch = Batch(spec.n_batch + spec.n_seq, spec.n_seq)
 
     def new_sampler(self, opts: dict[str, Any]) -> Sampler:
@@ -58,36 +74,36 @@ class LlamaBackend:
 
 
 class Runner:
-    def __init__(self, conn: Connection, spec: dict[str, Any]) -> None:
+    def __init__(self, conn: Connection, spec: RunnerSpec) -> None:
         self.conn = conn
         self.spec = spec
-        self.model = Model(spec["model_path"], spec.get("adapters") or [], num_gpu=int(spec.get("num_gpu", 0)))
-        n_ctx = min(int(spec["num_ctx"]), self.model.n_ctx_train or int(spec["num_ctx"]))
+        self.model = Model(spec.model_path, list(spec.adapters), num_gpu=spec.num_gpu)
+        n_ctx = min(spec.num_ctx, self.model.n_ctx_train or spec.num_ctx)
         self.ctx_spec = ContextSpec(
             n_ctx_per_seq=n_ctx,
-            n_seq=int(spec["num_parallel"]),
-            n_batch=int(spec["num_batch"]),
-            n_thread=int(spec["num_thread"]),
-            kv_cache_type=spec.get("kv_cache_type", "f16"),
-            flash_attention=spec.get("flash_attention"),
+            n_seq=spec.num_parallel,
+            n_batch=spec.num_batch,
+            n_thread=spec.num_thread,
+            kv_cache_type=spec.kv_cache_type,
+            flash_attention=spec.flash_attention,
         )
         self.ctx = Context(self.model, self.ctx_spec)
         self.backend = LlamaBackend(self.model, self.ctx, self.ctx_spec)
         # Events of one step go to the parent in one message: one wake-up per step, not per token.
-        self.pending: list[tuple[Any, ...]] = []
+        self.pending: list[RequestEvent] = []
         self.batcher = Batcher(self.backend, self.ctx_spec.n_seq, emit=self.pending.append)
         self.embed_ctx: Context | None = None
 
-    def info(self) -> dict[str, Any]:
-        return {
-            "n_ctx_train": self.model.n_ctx_train,
-            "num_ctx": self.ctx_spec.n_ctx_per_seq,
-            "num_parallel": self.ctx_spec.n_seq,
-            "n_embd": self.model.n_embd,
-            "add_bos": self.model.add_bos,
-            "size": self.model.size + self._kv_bytes(),
-            "kv_size_per_slot": self._kv_bytes() // self.ctx_spec.n_seq,
-        }
+    def info(self) -> RunnerInfo:
+        return RunnerInfo(
+            n_ctx_train=self.model.n_ctx_train,
+            num_ctx=self.ctx_spec.n_ctx_per_seq,
+            num_parallel=self.ctx_spec.n_seq,
+            n_embd=self.model.n_embd,
+            add_bos=self.model.add_bos,
+            size=self.model.size + self._kv_bytes(),
+            kv_size_per_slot=self._kv_bytes() // self.ctx_spec.n_seq,
+        )
 
     def _kv_bytes(self) -> int:
         import llama_cpp as L
@@ -103,7 +119,7 @@ class Runner:
         while True:
             timeout: float | None = 0 if self.batcher.busy else None
             while self.conn.poll(timeout):
-                if not self.handle(self.conn.recv()):
+                if not self._handle_safely(self.conn.recv()):
                     return
                 timeout = 0
             if self.batcher.busy:
@@ -115,34 +131,43 @@ class Runner:
 
     def _flush(self) -> None:
         if self.pending:
-            self.conn.send(("events", self.pending[:]))
+            self.conn.send(Events(self.pending[:]))
             self.pending.clear()
 
-    def handle(self, msg: tuple[Any, ...]) -> bool:
-        op = msg[0]
-        if op == "generate":
-            _, rid, tokens, opts, stop, num_predict, num_ctx = msg
-            self.batcher.submit(Request(rid, tokens, opts, tuple(stop), num_predict, num_ctx))
-        elif op == "cancel":
-            self.batcher.cancel(msg[1])
-        elif op == "tokenize":
-            _, rid, text, add_special = msg
-            self.conn.send(("result", rid, self.model.tokenize(text, add_special=add_special)))
-        elif op == "embed":
-            self._embed(*msg[1:])
-        elif op == "ping":
-            self.conn.send(("result", msg[1], "pong"))
-        elif op == "exit":
-            return False
+    def _handle_safely(self, msg: Command) -> bool:
+        """One request's bad input fails that request, never the runner and everyone else's requests."""
+        try:
+            return self.handle(msg)
+        except Exception as exc:
+            rid = getattr(msg, "rid", None)
+            if rid is None:
+                raise
+            self.conn.send(Failed(rid, f"the request could not be processed: {exc}", FailureKind.BAD_REQUEST))
+            return True
+
+    def handle(self, msg: Command) -> bool:
+        """Act on one message from the parent; False means exit."""
+        match msg:
+            case Generate():
+                self.batcher.submit(msg)
+            case Cancel(rid):
+                self.batcher.cancel(rid)
+            case Tokenize(rid, text, add_special):
+                self.conn.send(Result(rid, self.model.tokenize(text, add_special=add_special)))
+            case Embed():
+                self._embed(msg)
+            case Exit():
+                return False
         return True
 
-    def _embed(self, rid: int, texts: list[str], truncate: bool, num_ctx: int) -> None:
+    def _embed(self, msg: Embed) -> None:
         try:
-            self.conn.send(("result", rid, [self._embed_one(t, truncate, num_ctx) for t in texts]))
+            vectors = [self._embed_one(t, msg.truncate, msg.num_ctx) for t in msg.texts]
+            self.conn.send(Result(msg.rid, vectors))
         except ValueError as exc:
-            self.conn.send(("error", rid, str(exc), "bad_request"))
+            self.conn.send(Failed(msg.rid, str(exc), FailureKind.BAD_REQUEST))
         except Exception as exc:
-            self.conn.send(("error", rid, f"embedding failed: {exc}"))
+            self.conn.send(Failed(msg.rid, f"embedding failed: {exc}"))
 
     def _embed_one(self, text: str, truncate: bool, num_ctx: int) -> tuple[list[float], int]:
         limit = min(num_ctx, self.model.n_ctx_train or num_ctx)
@@ -176,17 +201,17 @@ class Runner:
         return self.embed_ctx
 
 
-def main(conn: Connection, spec: dict[str, Any]) -> None:
+def main(conn: Connection, spec: RunnerSpec) -> None:
     """Serve one model until the parent says exit or goes away."""
     try:
         runner = Runner(conn, spec)
     except Exception as exc:
-        conn.send(("load_error", str(exc)))
+        conn.send(LoadError(str(exc)))
         return
-    conn.send(("ready", runner.info()))
+    conn.send(Ready(runner.info()))
     with contextlib.suppress(EOFError, BrokenPipeError, KeyboardInterrupt):
         runner.serve()  # these mean the parent went away: nothing left to serve
 
 
 if __name__ == "__main__":
-    main(Connection(int(sys.argv[1])), json.loads(sys.argv[2]))
+    main(Connection(int(sys.argv[1])), RunnerSpec.from_json(sys.argv[2]))

@@ -7,6 +7,9 @@
   a request's ``keep_alive`` sticks to the loaded model. Over ``max_loaded_models`` the least recently
   used idle model is evicted.
 - A dead runner (crashed, killed, wedged) is dropped and the next request loads a fresh one.
+
+Runners come from an injected factory (``RunnerSpec -> Runner``): the real one starts a child process
+(engine.runner.RunnerHandle); tests of queueing and eviction pass a scripted fake.
 """
 
 from __future__ import annotations
@@ -15,12 +18,13 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from ember.config import Settings
+from ember.engine.messages import Done, RunnerInfo, RunnerSpec, Token
 from ember.engine.runner import RunnerHandle
 from ember.errors import ServerBusy
 from ember.names import ModelName
@@ -29,13 +33,53 @@ from ember.store import LocalModel
 log = logging.getLogger(__name__)
 
 
+class Runner(Protocol):
+    """What the scheduler and the engine need from a loaded model's runner."""
+
+    dead_reason: str | None
+
+    @property
+    def alive(self) -> bool: ...
+
+    async def wait_ready(self, timeout: float) -> RunnerInfo: ...
+
+    def kill(self, reason: str) -> None: ...
+
+    async def close(self) -> None: ...
+
+    def generate(self, tokens: list[int], options: dict[str, Any], stop: tuple[str, ...], num_predict: int,
+                 num_ctx: int, deadline: float) -> AsyncGenerator[Token | Done, None]: ...
+
+    async def tokenize(self, text: str, add_special: bool = True) -> list[int]: ...
+
+    async def embed(self, texts: list[str], truncate: bool, num_ctx: int) -> list[tuple[list[float], int]]: ...
+
+
+RunnerFactory = Callable[[RunnerSpec], Runner]
+
+
+@dataclass(frozen=True)
+class LoadedStatus:
+    """One loaded model as /api/ps reports it."""
+
+    model: LocalModel
+    expires_at: float  # wall-clock seconds
+    active: int
+    queued: int
+    size: int
+    context_length: int
+    slots: int
+    kv_size_per_slot: int
+
+
 @dataclass
 class Loaded:
     """One model with a live runner."""
 
     key: str
     model: LocalModel
-    runner: RunnerHandle
+    runner: Runner
+    info: RunnerInfo
     num_ctx: int
     keep_alive: float
     slots: asyncio.Semaphore
@@ -59,13 +103,21 @@ class Lease:
     load_duration: float
 
     @property
-    def runner(self) -> RunnerHandle:
+    def runner(self) -> Runner:
         return self.loaded.runner
 
 
+def process_runner_factory(settings: Settings) -> RunnerFactory:
+    """The real factory: each runner is a child process."""
+    return lambda spec: RunnerHandle(spec, stall_timeout=settings.stall_timeout)
+
+
 class Scheduler:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, runner_factory: RunnerFactory | None = None, *,
+                 reap_interval: float = 1.0) -> None:
         self.settings = settings
+        self.runner_factory = runner_factory or process_runner_factory(settings)
+        self.reap_interval = reap_interval
         self.loaded: dict[str, Loaded] = {}
         self.waiting: dict[str, int] = {}
         self._load_lock = asyncio.Lock()
@@ -147,7 +199,7 @@ class Scheduler:
     def _can_serve(self, loaded: Loaded, model: LocalModel, num_ctx: int | None) -> bool:
         if not loaded.runner.alive or loaded.model.digest != model.digest:
             return False
-        wanted = self._wanted_ctx(num_ctx, loaded.runner.info.get("n_ctx_train", 0))
+        wanted = self._wanted_ctx(num_ctx, loaded.info.n_ctx_train)
         return wanted <= loaded.num_ctx
 
     def _reload_reason(self, loaded: Loaded, model: LocalModel, num_ctx: int | None) -> str:
@@ -163,22 +215,22 @@ class Scheduler:
 
     async def _load(self, model: LocalModel, num_ctx: int | None, num_parallel: int | None) -> Loaded:
         parallel = num_parallel or self._slots_for(model)
-        spec: dict[str, Any] = {
-            "name": model.name.display,
-            "model_path": str(model.model_path),
-            "adapters": [str(p) for p in model.adapter_paths],
-            "num_ctx": max(num_ctx or self.settings.context_length, 16),
-            "num_parallel": parallel,
-            "num_batch": self.settings.num_batch,
-            "num_thread": self.settings.num_thread or _cpu_count(),
-            "num_gpu": self.settings.num_gpu,
-            "kv_cache_type": self.settings.kv_cache_type,
-            "flash_attention": self.settings.flash_attention,
-        }
-        log.info("loading %s (num_ctx=%d, parallel=%d)", model.name.display, spec["num_ctx"], parallel)
-        runner = RunnerHandle(spec, stall_timeout=self.settings.stall_timeout)
+        spec = RunnerSpec(
+            name=model.name.display,
+            model_path=str(model.model_path),
+            adapters=tuple(str(p) for p in model.adapter_paths),
+            num_ctx=max(num_ctx or self.settings.context_length, 16),
+            num_parallel=parallel,
+            num_batch=self.settings.num_batch,
+            num_thread=self.settings.num_thread or _cpu_count(),
+            num_gpu=self.settings.num_gpu,
+            kv_cache_type=self.settings.kv_cache_type,
+            flash_attention=self.settings.flash_attention,
+        )
+        log.info("loading %s (num_ctx=%d, parallel=%d)", model.name.display, spec.num_ctx, parallel)
+        runner = self.runner_factory(spec)
         info = await runner.wait_ready(self.settings.load_timeout)
-        return Loaded(key=model.name.key, model=model, runner=runner, num_ctx=int(info["num_ctx"]),
+        return Loaded(key=model.name.key, model=model, runner=runner, info=info, num_ctx=info.num_ctx,
                       keep_alive=self.settings.keep_alive, slots=asyncio.Semaphore(parallel))
 
     def _slots_for(self, model: LocalModel) -> int:
@@ -225,7 +277,7 @@ class Scheduler:
 
     async def _reap_forever(self) -> None:
         while True:
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(self.reap_interval)
             try:
                 await self._reap()
             except Exception:  # the reaper must outlive any one bad unload
@@ -239,25 +291,25 @@ class Scheduler:
 
     # -- reporting -----------------------------------------------------------------------------------
 
-    def running(self) -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = []
+    def running(self) -> list[LoadedStatus]:
+        rows: list[LoadedStatus] = []
         for loaded in self.loaded.values():
             if not loaded.runner.alive:
                 continue
             expires = loaded.expires_at
             if expires == math.inf and loaded.keep_alive != math.inf:
                 expires = time.time() + loaded.keep_alive  # busy: Ollama reports now + keep_alive
-            rows.append({
-                "loaded": loaded,
-                "expires_at": expires,
-                "active": loaded.active,
-                "queued": self.waiting.get(loaded.key, 0),
-                "size": int(loaded.runner.info.get("size", 0)),
-                "context_length": loaded.num_ctx,
-                "slots": loaded.runner.info.get("num_parallel", 0),
-                "kv_size_per_slot": int(loaded.runner.info.get("kv_size_per_slot", 0)),
-            })
-        rows.sort(key=lambda r: float(r["expires_at"]), reverse=True)
+            rows.append(LoadedStatus(
+                model=loaded.model,
+                expires_at=expires,
+                active=loaded.active,
+                queued=self.waiting.get(loaded.key, 0),
+                size=loaded.info.size,
+                context_length=loaded.num_ctx,
+                slots=loaded.info.num_parallel,
+                kv_size_per_slot=loaded.info.kv_size_per_slot,
+            ))
+        rows.sort(key=lambda r: r.expires_at, reverse=True)
         return rows
 
 

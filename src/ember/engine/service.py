@@ -14,12 +14,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ember.config import Settings
-from ember.engine.options import Sampling, merge_options, parse_options, sampling_from
+from ember.engine.messages import Done
 from ember.engine.parsers import ThinkingParser, ToolCallParser
 from ember.engine.prompt import ModelTraits, render_chat, render_generate
 from ember.engine.scheduler import Lease, Scheduler
 from ember.engine.traits import traits_for
 from ember.errors import BadRequest, CapabilityError, ContextOverflow, DeadlineExceeded
+from ember.options import Sampling, merge_options, parse_options, sampling_from
 from ember.store import LocalModel, ModelStore
 
 
@@ -253,24 +254,24 @@ class Engine:
             parsers = _Parsers(ThinkingParser() if self._think_flag(traits, think) else None,
                                ToolCallParser() if tools else None)
             sampling = sampling_from(opts, max_predict=self.settings.max_predict)
-            events = lease.runner.generate(prompt.tokens, _runner_options(sampling, fmt), list(sampling.stop),
+            events = lease.runner.generate(prompt.tokens, _runner_options(sampling, fmt), tuple(sampling.stop),
                                            sampling.num_predict, limit, deadline)
-            stats: dict[str, Any] = {}
+            stats = Done(0, "stop")
             try:
-                async for kind, _, payload in events:
-                    if kind == "done":
-                        stats = payload
+                async for event in events:
+                    if isinstance(event, Done):
+                        stats = event
                         break
-                    delta = parsers.split(payload)
+                    delta = parsers.split(event.text)
                     if delta.content or delta.thinking:
                         yield delta
             except TimeoutError:
                 raise self._deadline_error() from None
             finally:
                 await events.aclose()
-            for event in parsers.finish():
-                yield event
-            context = prompt.tokens + list(stats.get("tokens", [])) if want_context else None
+            for item in parsers.finish():
+                yield item
+            context = prompt.tokens + stats.tokens if want_context else None
             yield _finished(model, stats, prompt, lease, time.monotonic() - started, context)
 
     async def _prepare(self, stack: AsyncExitStack, model: LocalModel, opts: dict[str, Any],
@@ -345,18 +346,18 @@ class _Parsers:
         return events
 
 
-def _finished(model: LocalModel, stats: dict[str, Any], prompt: _Prompt, lease: Lease, elapsed: float,
+def _finished(model: LocalModel, stats: Done, prompt: _Prompt, lease: Lease, elapsed: float,
               context: list[int] | None) -> Finished:
     return Finished(
         model=model.name.display,
-        done_reason=stats.get("done_reason", "stop"),
+        done_reason=stats.done_reason,
         total_duration=_ns(elapsed),
         load_duration=_ns(lease.load_duration),
         prompt_eval_count=len(prompt.tokens),
-        prompt_eval_duration=_ns(stats.get("prompt_eval_duration", 0.0)),
-        eval_count=int(stats.get("eval_count", 0)),
-        eval_duration=_ns(stats.get("eval_duration", 0.0)),
-        prompt_cache_count=int(stats.get("prompt_cached", 0)),
+        prompt_eval_duration=_ns(stats.prompt_eval_duration),
+        eval_count=stats.eval_count,
+        eval_duration=_ns(stats.eval_duration),
+        prompt_cache_count=stats.prompt_cached,
         truncated=bool(prompt.dropped),
         context=context,
     )

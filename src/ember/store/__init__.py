@@ -6,14 +6,11 @@ Layout, atomicity guarantees and the API are described in docs/store.md.
 from __future__ import annotations
 
 from ember.store.digests import digest_hex, normalize_digest
-from ember.store.gguf import BadGGUF, GGUFInfo, TensorInfo, model_info, read_gguf
-from ember.store.manifest import CorruptManifest
+from ember.store.gguf import GGUFInfo, TensorInfo, model_info, read_gguf
 from ember.store.model import LocalModel
 from ember.store.store import ModelStore
 
 __all__ = [
-    "BadGGUF",
-    "CorruptManifest",
     "GGUFInfo",
     "LocalModel",
     "ModelStore",

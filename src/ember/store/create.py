@@ -19,9 +19,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
-from ember.engine.options import LEGACY_OPTIONS, OPTION_TYPES, coerce_option
 from ember.errors import BadRequest, BlobNotFound, EmberError, InvalidModelName
 from ember.names import ModelName
+from ember.options import LEGACY_OPTIONS, OPTION_TYPES, coerce_option
 from ember.store.digests import is_digest, normalize_digest, sha256_file
 from ember.store.files import remove_quietly, temp_path
 from ember.store.gguf import GGUFInfo, read_gguf
@@ -76,7 +76,7 @@ def _with_modelfile(body: Mapping[str, Any]) -> dict[str, Any]:
         return fields
     if not isinstance(text, str):
         raise BadRequest("modelfile must be a string")
-    from ember.store.modelfile import parse_modelfile  # owned elsewhere; imported only when needed
+    from ember.modelfile import parse_modelfile  # owned elsewhere; imported only when needed
 
     base_dir = Path(server_path).parent if isinstance(server_path, str) and server_path else Path.cwd()
     return {**parse_modelfile(text, base_dir).to_create_fields(), **fields}

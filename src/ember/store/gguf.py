@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ember.errors import BadRequest
+from ember.errors import BadGGUF
 
 MAGIC = b"GGUF"
 SUPPORTED_VERSIONS = (2, 3)
@@ -59,14 +59,6 @@ _BLOCK_SIZES: dict[int, tuple[int, int]] = {
     10: (256, 84), 11: (256, 110), 12: (256, 144), 13: (256, 176), 14: (256, 210),
 }
 
-
-class BadGGUF(BadRequest):
-    """The file is not a readable GGUF model."""
-
-    def __init__(self, path: Path | str, problem: str) -> None:
-        super().__init__(f"invalid GGUF file {path}: {problem}")
-        self.path = str(path)
-        self.problem = problem
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ember.errors import EmberError
+from ember.errors import CorruptManifest
 from ember.store.digests import is_digest, normalize_digest
 
 MANIFEST_MEDIA_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
@@ -20,12 +20,6 @@ SYSTEM = "application/vnd.ollama.image.system"
 PARAMS = "application/vnd.ollama.image.params"
 MESSAGES = "application/vnd.ollama.image.messages"
 LICENSE = "application/vnd.ollama.image.license"
-
-
-class CorruptManifest(EmberError):
-    """A manifest file exists but cannot be used (bad JSON, wrong shape, bad digests)."""
-
-    status = 500
 
 
 def parse_manifest(raw: bytes, where: str) -> dict[str, Any]:

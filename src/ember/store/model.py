@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ember.errors import CorruptManifest
 from ember.names import ModelName
 from ember.store import manifest as mf
 
@@ -70,11 +71,11 @@ def load_model(name: ModelName, manifest_path: Path, blob_path: BlobPath) -> Loc
         raw = manifest_path.read_bytes()
         mtime = manifest_path.stat().st_mtime
     except OSError as exc:
-        raise mf.CorruptManifest(f"cannot read manifest {manifest_path}: {exc.strerror or exc}") from None
+        raise CorruptManifest(f"cannot read manifest {manifest_path}: {exc.strerror or exc}") from None
     manifest = mf.parse_manifest(raw, str(manifest_path))
     model_layers = mf.layers_of(manifest, mf.MODEL)
     if not model_layers:
-        raise mf.CorruptManifest(f"manifest {manifest_path} has no model layer")
+        raise CorruptManifest(f"manifest {manifest_path} has no model layer")
     reader = _LayerReader(manifest, blob_path, name)
     return LocalModel(
         name=name,

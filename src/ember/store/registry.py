@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from ember.errors import BadRequest, ModelNotFound
+from ember.errors import BadRequest, CorruptManifest, ModelNotFound, RegistryError, RegistryNotFound
 from ember.names import ModelName, is_insecure
 from ember.store import manifest as mf
 from ember.store.digests import normalize_digest
@@ -25,8 +25,6 @@ from ember.store.files import remove_quietly
 from ember.store.store import ModelStore
 from ember.store.transfer import (
     Progress,
-    RegistryError,
-    RegistryNotFound,
     RegistrySession,
     commit_download,
     download_blob,
@@ -35,7 +33,7 @@ from ember.store.transfer import (
     upload_blob,
 )
 
-__all__ = ["RegistryError", "RegistryNotFound", "pull", "push"]
+__all__ = ["pull", "push"]
 
 _MANIFEST_ACCEPT = ", ".join((mf.MANIFEST_MEDIA_TYPE, "application/vnd.oci.image.manifest.v1+json"))
 
@@ -118,7 +116,7 @@ async def _fetch_manifest(session: RegistrySession, tag: str) -> bytes:
 def _parse_remote_manifest(raw: bytes) -> dict[str, Any]:
     try:
         manifest = mf.parse_manifest(raw, "from the registry")
-    except mf.CorruptManifest as exc:
+    except CorruptManifest as exc:
         raise RegistryError(f"pull model manifest: {exc.message}") from None
     if not manifest["layers"]:
         raise RegistryError("pull model manifest: the manifest has no layers")
@@ -135,7 +133,7 @@ def _local_digests(store: ModelStore, name: ModelName) -> set[str]:
     """Blobs of the version of ``name`` already here (candidates for removal after the pull)."""
     try:
         return mf.referenced_digests(mf.parse_manifest(store.manifest_bytes(name), name.display))
-    except (ModelNotFound, mf.CorruptManifest):
+    except (ModelNotFound, CorruptManifest):
         return set()
 
 

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ember.errors import BadRequest, BlobNotFound, ModelNotFound
+from ember.errors import BadRequest, BlobNotFound, CorruptManifest, ModelNotFound
 from ember.names import ModelName
 from ember.store import manifest as mf
 from ember.store.digests import CHUNK, blob_file_name, digest_of_blob_file, normalize_digest, sha256_file
@@ -114,7 +114,7 @@ class ModelStore:
         for name, path in self._manifests():
             try:
                 models.append(load_model(name, path, self.blob_path))
-            except mf.CorruptManifest as exc:
+            except CorruptManifest as exc:
                 problems.append(exc.message)
         self.problems = problems
         return models, problems
@@ -294,7 +294,7 @@ class ModelStore:
     def _digests_in(self, manifest_path: Path) -> set[str]:
         try:
             return mf.referenced_digests(mf.parse_manifest(manifest_path.read_bytes(), str(manifest_path)))
-        except (mf.CorruptManifest, OSError):
+        except (CorruptManifest, OSError):
             return set()
 
     def _referenced(self) -> set[str] | None:
@@ -303,7 +303,7 @@ class ModelStore:
         for _, path in self._manifests():
             try:
                 used |= mf.referenced_digests(mf.parse_manifest(path.read_bytes(), str(path)))
-            except (mf.CorruptManifest, OSError) as exc:
+            except (CorruptManifest, OSError) as exc:
                 log.warning("not pruning blobs: %s", getattr(exc, "message", exc))
                 return None
         return used

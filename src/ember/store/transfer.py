@@ -22,7 +22,7 @@ from typing import Any, BinaryIO
 import httpx
 
 from ember import __version__
-from ember.errors import EmberError
+from ember.errors import RegistryError
 from ember.store.digests import digest_hex, normalize_digest, sha256_file
 from ember.store.files import fsync_dir, remove_quietly
 from ember.store.store import ModelStore
@@ -34,18 +34,6 @@ UPLOAD_CHUNK = 8 * 1024 * 1024
 LOCK_POLL_S = 0.2
 USER_AGENT = f"ember/{__version__} (ollama-compatible)"
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
-
-
-class RegistryError(EmberError):
-    """The registry could not be reached, refused the request, or sent something unusable."""
-
-    status = 502
-    kind = "api_error"
-
-
-class RegistryNotFound(RegistryError):
-    status = 404
-    kind = "not_found_error"
 
 
 @dataclass

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from ember.engine.gotemplate.errors import template_error
+from ember.gotemplate.errors import template_error
 
 _SPACE = " \t\r\n"
 _KEYWORDS = frozenset({"if", "else", "end", "range", "with", "define", "template", "block", "break",

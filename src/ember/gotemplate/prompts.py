@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from ember.engine.gotemplate.execute import execute
-from ember.engine.gotemplate.nodes import Action, Arg, Branch, Chain, Command, Field, Node, Pipe, SubPipe, Variable
-from ember.engine.gotemplate.parser import parse
-from ember.engine.gotemplate.structs import message_struct, tool_struct
+from ember.gotemplate.execute import execute
+from ember.gotemplate.nodes import Action, Arg, Branch, Chain, Command, Field, Node, Pipe, SubPipe, Variable
+from ember.gotemplate.parser import parse
+from ember.gotemplate.structs import message_struct, tool_struct
 
 
 def prompt_from_template(

@@ -6,9 +6,9 @@ import functools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from ember.engine.gotemplate.errors import TemplateError, template_error
-from ember.engine.gotemplate.functions import FUNCTIONS, SHORT_CIRCUIT, Call
-from ember.engine.gotemplate.nodes import (
+from ember.gotemplate.errors import TemplateError, template_error
+from ember.gotemplate.functions import FUNCTIONS, SHORT_CIRCUIT, Call
+from ember.gotemplate.nodes import (
     Action,
     Arg,
     Branch,
@@ -25,8 +25,8 @@ from ember.engine.gotemplate.nodes import (
     Text,
     Variable,
 )
-from ember.engine.gotemplate.parser import parse
-from ember.engine.gotemplate.values import field, go_print, truth
+from ember.gotemplate.parser import parse
+from ember.gotemplate.values import field, go_print, truth
 
 
 def render(template: str, data: Mapping[str, Any]) -> str:

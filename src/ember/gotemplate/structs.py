@@ -7,7 +7,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from ember.engine.gotemplate.values import Struct
+from ember.gotemplate.values import Struct
 
 
 def message_struct(message: Mapping[str, Any]) -> Struct:

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from ember.errors import BadRequest
-from ember.store.modelfile import (
+from ember.modelfile import (
     ModelfileError,
     go_sharp_value,
     go_value,

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from ember.engine.options import parse_options, sampling_from
 from ember.errors import BadRequest
+from ember.options import parse_options, sampling_from
 
 
 def test_unknown_legacy_and_null_options_are_dropped() -> None:

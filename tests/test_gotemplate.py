@@ -4,8 +4,8 @@ from typing import Any
 
 import pytest
 
-from ember.engine.gotemplate import TemplateError, prompt_from_template, references, render
-from ember.errors import BadRequest
+from ember.errors import BadRequest, TemplateError
+from ember.gotemplate import prompt_from_template, references, render
 
 LLAMA3 = """{{- if .System }}<|start_header_id|>system<|end_header_id|>
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import functools
 
-from ember.engine.gotemplate.errors import template_error
-from ember.engine.gotemplate.functions import KNOWN_FUNCTIONS
-from ember.engine.gotemplate.lexer import Token, tokenize
-from ember.engine.gotemplate.nodes import (
+from ember.gotemplate.errors import template_error
+from ember.gotemplate.functions import KNOWN_FUNCTIONS
+from ember.gotemplate.lexer import Token, tokenize
+from ember.gotemplate.nodes import (
     Action,
     Arg,
     Branch,

@@ -12,14 +12,14 @@ Modules, in pipeline order: ``lexer`` (tokens), ``nodes`` and ``parser`` (the pa
 values: truth, printing, JSON), ``structs`` (Ollama's API types) and ``prompts`` (Ollama's rendering modes).
 """
 
-from ember.engine.gotemplate.errors import TemplateError
-from ember.engine.gotemplate.execute import render
-from ember.engine.gotemplate.functions import KNOWN_FUNCTIONS
-from ember.engine.gotemplate.parser import parse_template
-from ember.engine.gotemplate.printf import go_sprintf
-from ember.engine.gotemplate.prompts import prompt_from_template, references
-from ember.engine.gotemplate.structs import message_struct, tool_call_struct, tool_struct
-from ember.engine.gotemplate.values import Struct, go_float, go_json, go_print, go_quote, truth
+from ember.gotemplate.errors import TemplateError
+from ember.gotemplate.execute import render
+from ember.gotemplate.functions import KNOWN_FUNCTIONS
+from ember.gotemplate.parser import parse_template
+from ember.gotemplate.printf import go_sprintf
+from ember.gotemplate.prompts import prompt_from_template, references
+from ember.gotemplate.structs import message_struct, tool_call_struct, tool_struct
+from ember.gotemplate.values import Struct, go_float, go_json, go_print, go_quote, truth
 
 __all__ = [
     "KNOWN_FUNCTIONS",

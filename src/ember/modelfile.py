@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ember.engine.gotemplate import go_float, go_quote
-from ember.engine.options import LEGACY_OPTIONS, OPTION_TYPES, coerce_option
-from ember.errors import BadRequest
+from ember.errors import BadRequest, ModelfileError
+from ember.gotemplate import go_float, go_quote
+from ember.options import LEGACY_OPTIONS, OPTION_TYPES, coerce_option
 
 COMMANDS = ("from", "license", "template", "system", "adapter", "parameter", "message", "requires")
 MESSAGE_ROLES = ("system", "user", "assistant")
@@ -22,10 +22,6 @@ _PARAM_NAME = re.compile(r"[A-Za-z0-9_]+")
 _DIGEST = re.compile(r"sha256[:-][0-9a-f]{64}")
 _GO_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
 _GO_FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
-
-
-class ModelfileError(BadRequest):
-    """A Modelfile that cannot be parsed; the message names the offending line."""
 
 
 @dataclass

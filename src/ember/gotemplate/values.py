@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from ember.engine.gotemplate.errors import template_error
+from ember.gotemplate.errors import template_error
 
 
 @dataclass(frozen=True)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from ember.errors import BadRequest
+from ember.errors import TemplateError
 
-
-class TemplateError(BadRequest):
-    """A template that does not parse, or fails while executing."""
+__all__ = ["TemplateError", "template_error"]
 
 
 def template_error(line: int, message: str) -> TemplateError:

@@ -6,7 +6,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from ember.engine.gotemplate.values import go_print, go_quote, go_type
+from ember.gotemplate.values import go_print, go_quote, go_type
 
 _VERB = re.compile(r"%([-+# 0]*)(\d+)?(?:\.(\d+))?([a-zA-Z%])")
 

@@ -6,9 +6,9 @@ import datetime as _dt
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ember.engine.gotemplate.errors import TemplateError, template_error
-from ember.engine.gotemplate.printf import fmt_v, go_sprintf
-from ember.engine.gotemplate.values import Struct, go_json, go_type, truth
+from ember.gotemplate.errors import TemplateError, template_error
+from ember.gotemplate.printf import fmt_v, go_sprintf
+from ember.gotemplate.values import Struct, go_json, go_type, truth
 
 
 class Call:
