@@ -26,3 +26,14 @@ def test_environment_form_accepts_plain_seconds() -> None:
     assert parse_duration("600") == 600.0
     assert parse_duration("-1") == math.inf
     assert parse_duration("10m") == 600.0
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("30d", 30 * 86400.0), ("1d12h", 1.5 * 86400), ("0.5d", 43200.0)])
+def test_environment_form_accepts_days(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["d", "1d-5m", "1dd", "1d12", "-1d"])
+def test_bad_day_forms_are_a_400(text: str) -> None:
+    with pytest.raises(BadRequest):
+        parse_duration(text)

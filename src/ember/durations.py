@@ -31,12 +31,22 @@ def parse_go_duration(text: str) -> float:
     return FOREVER if sign < 0 else total
 
 
+_DAYS = re.compile(r"(\d+(?:\.\d*)?)d((?:\d.*)?)")
+
+
 def parse_duration(text: str) -> float:
-    """Environment form: a Go duration or a plain number of seconds. Negative = forever."""
+    """Environment and CLI form: a Go duration, a plain number of seconds, or days first ("30d", "1d12h").
+
+    Go has no day unit; retention and key expiry are naturally said in days. Negative = forever.
+    """
     try:
         seconds = float(text)
     except ValueError:
-        return parse_go_duration(text)
+        days = _DAYS.fullmatch(text.strip())
+        if days is None:
+            return parse_go_duration(text)
+        rest = days.group(2)
+        return float(days.group(1)) * 86400.0 + (parse_go_duration(rest) if rest else 0.0)
     return FOREVER if seconds < 0 else seconds
 
 

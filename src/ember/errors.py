@@ -16,6 +16,7 @@ api/errors.py. Every EmberError subclass in Ember is defined here, so this tree 
       BadRequest (400)            InvalidName, InvalidRole, InvalidScope, InvalidPassword
       NotFound (404)              UserNotFound, KeyNotFound
       Conflict (409)              UserExists, KeyExists, LastAdmin
+      DatabaseUnavailable (503)
 """
 
 from __future__ import annotations
@@ -185,3 +186,10 @@ class KeyExists(Conflict):
 
 class LastAdmin(Conflict):
     """The change would leave no enabled admin (demoting or disabling the last one)."""
+
+
+class DatabaseUnavailable(EmberError):
+    """The database cannot be reached or opened (wrong URL, server down, unreadable file)."""
+
+    status = 503
+    kind = "server_error"

@@ -32,10 +32,10 @@ def _tables(db: Database) -> set[str]:
 
 
 def test_migrate_from_empty_creates_every_table_at_head(empty_db: Database) -> None:
-    assert _tables(empty_db) == set() and migrate.current(empty_db) is None
+    assert _tables(empty_db) == set() and migrate.current(empty_db.engine) is None
     empty_db.migrate()
     assert _tables(empty_db) == TABLES
-    assert migrate.current(empty_db) == migrate.head()
+    assert migrate.current(empty_db.engine) == migrate.head()
 
 
 def test_migrated_schema_matches_the_orm_tables(db: Database) -> None:
@@ -59,22 +59,22 @@ def test_every_revision_is_known_to_the_test() -> None:
 def test_each_step_up_then_down_to_base_and_up_again(empty_db: Database) -> None:
     expected: set[str] = set()
     for revision in migrate.revisions():
-        migrate.upgrade(empty_db, revision)
+        migrate.upgrade(empty_db.engine, revision)
         expected |= ADDED_BY[revision]
-        assert migrate.current(empty_db) == revision
+        assert migrate.current(empty_db.engine) == revision
         assert _tables(empty_db) == expected
     for revision in reversed(migrate.revisions()[:-1]):
-        migrate.downgrade(empty_db, revision)
-        assert migrate.current(empty_db) == revision
-    migrate.downgrade(empty_db, "base")
-    assert _tables(empty_db) == set() and migrate.current(empty_db) is None
+        migrate.downgrade(empty_db.engine, revision)
+        assert migrate.current(empty_db.engine) == revision
+    migrate.downgrade(empty_db.engine, "base")
+    assert _tables(empty_db) == set() and migrate.current(empty_db.engine) is None
     empty_db.migrate()
     assert _tables(empty_db) == TABLES
 
 
 def test_upgrade_keeps_rows_written_at_an_older_revision(empty_db: Database) -> None:
     first = migrate.revisions()[0]
-    migrate.upgrade(empty_db, first)
+    migrate.upgrade(empty_db.engine, first)
     with empty_db.engine.begin() as conn:
         conn.execute(text("INSERT INTO users (name, password_hash, role, disabled, created_at, updated_at) "
                           "VALUES ('old', 'h', 'admin', false, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"))
@@ -90,7 +90,7 @@ def _migrate_at(url: str, start_at: float) -> str | None:
     db = Database.open(url)
     time.sleep(max(0.0, start_at - time.time()))
     db.migrate()
-    revision = migrate.current(db)
+    revision = migrate.current(db.engine)
     db.close()
     return revision
 
@@ -128,7 +128,7 @@ def test_concurrent_migrate_from_several_threads(db_url: str) -> None:
         thread.join(timeout=120)
     assert errors == []
     db = Database.open(db_url)
-    assert migrate.current(db) == migrate.head()
+    assert migrate.current(db.engine) == migrate.head()
     db.close()
 
 

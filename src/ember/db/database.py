@@ -15,11 +15,13 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from ember.errors import BadRequest
+from ember.errors import BadRequest, DatabaseUnavailable
 
 BUSY_TIMEOUT_MS = 30_000
+CONNECT_TIMEOUT_S = 10
 _BEGIN_OPTION = "ember_sqlite_begin"
 
 
@@ -36,7 +38,7 @@ class Database:
         parsed = normalize_url(url)
         if parsed.get_backend_name() == "sqlite":
             return cls(_sqlite_engine(parsed))
-        return cls(create_engine(parsed, pool_pre_ping=True))
+        return cls(create_engine(parsed, pool_pre_ping=True, connect_args={"connect_timeout": CONNECT_TIMEOUT_S}))
 
     @property
     def dialect(self) -> str:
@@ -54,7 +56,15 @@ class Database:
         """Upgrade the schema to the newest revision; safe when several processes start at once."""
         from ember.db.migrate import upgrade
 
-        upgrade(self, "head")
+        try:
+            upgrade(self.engine, "head")
+        except (OperationalError, InterfaceError) as exc:
+            raise DatabaseUnavailable(f"cannot open the database {self.display_url}: {_first_line(exc)}") from exc
+
+    @property
+    def display_url(self) -> str:
+        """The URL without its password, for messages."""
+        return self.engine.url.render_as_string(hide_password=True)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -83,6 +93,11 @@ def normalize_url(url: str) -> URL:
     if parsed.get_backend_name() not in ("sqlite", "postgresql"):
         raise BadRequest(f"unsupported database {parsed.get_backend_name()!r}: use sqlite or postgresql")
     return parsed
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _redacted(url: str) -> str:

@@ -6,6 +6,7 @@ stays a fast indexed query. Passwords are chosen by people and get argon2id.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import secrets
@@ -14,8 +15,13 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 _HASHER = PasswordHasher()  # argon2id with argon2-cffi's RFC 9106 low-memory profile
-# Verified against when the user does not exist, so that a missing name takes as long as a wrong password.
-_DUMMY_HASH = _HASHER.hash("ember: no such user")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified against when the user does not exist, so that a missing name takes as long as a wrong password.
+    Made on first use: hashing costs tens of milliseconds that importing should not."""
+    return _HASHER.hash("ember: no such user")
 
 
 def hash_password(password: str) -> str:
@@ -24,7 +30,7 @@ def hash_password(password: str) -> str:
 
 def verify_password(stored: str | None, password: str) -> bool:
     try:
-        return _HASHER.verify(stored or _DUMMY_HASH, password) and stored is not None
+        return _HASHER.verify(stored or _dummy_hash(), password) and stored is not None
     except (VerificationError, InvalidHashError):
         return False
 

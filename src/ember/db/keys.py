@@ -18,11 +18,11 @@ from ember.db.database import Database
 from ember.db.hashing import random_secret, same_hash, sha256_hex
 from ember.db.tables import ApiKeyRow, UserRow, utcnow
 from ember.db.validate import check_limit, check_name
+from ember.db.vocabulary import SCOPES
 from ember.errors import InvalidModelName, InvalidScope, KeyExists, KeyNotFound, UserNotFound
 from ember.names import ModelName
 
 KEY_PREFIX = "ember_sk_"
-SCOPES = ("chat", "embed", "models", "admin")
 HINT_CHARS = 4
 _SECRET = re.compile(re.escape(KEY_PREFIX) + r"[A-Za-z0-9_-]{43}")
 

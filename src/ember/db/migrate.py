@@ -17,9 +17,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, text
-
-from ember.db.database import Database
+from sqlalchemy import Connection, Engine, text
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # A fixed 63-bit number that names "ember schema migration" among advisory locks on a shared server.
@@ -42,19 +40,19 @@ def head() -> str:
     return revisions()[-1]
 
 
-def current(db: Database) -> str | None:
+def current(engine: Engine) -> str | None:
     """The database's revision, or None for an empty database."""
-    with db.engine.connect() as conn:
+    with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
 
 
-def upgrade(db: Database, revision: str = "head") -> None:
-    with _locked(db) as conn:
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    with _locked(engine) as conn:
         _run(conn, lambda config: command.upgrade(config, revision))
 
 
-def downgrade(db: Database, revision: str) -> None:
-    with _locked(db) as conn:
+def downgrade(engine: Engine, revision: str) -> None:
+    with _locked(engine) as conn:
         _run(conn, lambda config: command.downgrade(config, revision))
 
 
@@ -65,14 +63,21 @@ def _run(conn: Connection, action: Callable[[Config], None]) -> None:
 
 
 @contextlib.contextmanager
-def _locked(db: Database) -> Iterator[Connection]:
+def _locked(engine: Engine) -> Iterator[Connection]:
     """A connection inside a transaction that holds the migration lock until it commits."""
-    with _file_lock(db.sqlite_path), db.engine.connect() as raw:
+    with _file_lock(_sqlite_file(engine)), engine.connect() as raw:
         conn = raw.execution_options(ember_sqlite_begin="BEGIN IMMEDIATE")
         with conn.begin():
-            if db.dialect == "postgresql":
+            if engine.dialect.name == "postgresql":
                 conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADVISORY_KEY})
             yield conn
+
+
+def _sqlite_file(engine: Engine) -> Path | None:
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        return None
+    return Path(database)
 
 
 @contextlib.contextmanager

@@ -20,9 +20,9 @@ from ember.db.hashing import (
 )
 from ember.db.tables import SetupTokenRow, UserRow, utcnow
 from ember.db.validate import check_name
+from ember.db.vocabulary import ROLES
 from ember.errors import InvalidPassword, InvalidRole, LastAdmin, UserExists, UserNotFound
 
-ROLES = ("admin", "user", "pending")
 MIN_PASSWORD_LENGTH = 8
 MAX_PASSWORD_LENGTH = 1024  # argon2 takes any length; this bounds the work one login can cause
 SETUP_TOKEN_TTL = timedelta(hours=24)

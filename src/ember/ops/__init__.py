@@ -1,0 +1,1 @@
+"""Operations the CLI runs: functions that return results; the CLI prints them."""
