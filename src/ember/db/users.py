@@ -61,8 +61,8 @@ def authenticate_user(db: Database, name: str, password: str) -> User | None:
     if len(password) > MAX_PASSWORD_LENGTH or not verify_password(stored, password):
         return None
     assert row is not None and stored is not None
-    if password_needs_rehash(stored):
-        set_password(db, name, password)
+    if password_needs_rehash(stored):  # hashed with older parameters: upgrade it while the password is at hand
+        _store_password_hash(db, name, hash_password(password))
     return None if row.disabled else User.from_row(row)
 
 
@@ -98,7 +98,10 @@ def set_disabled(db: Database, name: str, disabled: bool) -> User:
 
 def set_password(db: Database, name: str, password: str) -> None:
     _check_password(password)
-    password_hash = hash_password(password)
+    _store_password_hash(db, name, hash_password(password))
+
+
+def _store_password_hash(db: Database, name: str, password_hash: str) -> None:
     with db.session() as session:
         _user_row(session, name).password_hash = password_hash
 
