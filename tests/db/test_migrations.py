@@ -16,7 +16,7 @@ from sqlalchemy import inspect, select, text
 
 from ember.db import Database, migrate
 from ember.db.tables import Base, UserRow
-from ember.errors import BadRequest
+from ember.errors import BadRequest, DatabaseUnavailable
 
 TABLES = {"users", "api_keys", "setup_tokens", "audit_events", "model_policies"}
 # The tables each revision adds: the step test checks that each step does exactly this.
@@ -178,3 +178,17 @@ def test_bad_url_error_hides_the_password() -> None:
     with pytest.raises(BadRequest) as info:
         Database.open("postgresql://u:hunter2@h:notaport/db")
     assert "hunter2" not in str(info.value)
+
+
+def test_a_schema_from_a_newer_ember_is_a_clear_error(db: Database) -> None:
+    with db.engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '9999_from_the_future'"))
+    with pytest.raises(DatabaseUnavailable, match="newer version of Ember"):
+        db.migrate()
+
+
+def test_an_unreachable_server_is_a_clear_error() -> None:
+    db = Database.open("postgresql://postgres@127.0.0.1:1/nothing")
+    with pytest.raises(DatabaseUnavailable, match="cannot open the database"):
+        db.migrate()
+    db.close()

@@ -1,8 +1,8 @@
 """Database: one engine per process, sessions that commit or roll back, and SQLite set up for concurrent use.
 
-SQLite (the default, ``EMBER_HOME/ember.db``) runs in WAL mode with foreign keys on and a busy timeout, and
-write sessions start with ``BEGIN IMMEDIATE``: a transaction that reads and then writes takes the write lock
-up front, so two writers queue on the busy timeout instead of one failing with "database is locked".
+SQLite (the default, ``EMBER_HOME/ember.db``; set up in ember.db.sqlite) runs in WAL mode, and write
+sessions start with ``BEGIN IMMEDIATE``: a transaction that reads and then writes takes the write lock up
+front, so two writers queue on the busy timeout instead of one failing with "database is locked".
 PostgreSQL is reached through psycopg 3.
 """
 
@@ -11,24 +11,23 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from alembic.util.exc import CommandError
+from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from ember.db.sqlite import BEGIN_OPTION, sqlite_engine
 from ember.errors import BadRequest, DatabaseUnavailable
 
-BUSY_TIMEOUT_MS = 30_000
 CONNECT_TIMEOUT_S = 10
-_BEGIN_OPTION = "ember_sqlite_begin"
 
 
 class Database:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._writer = sessionmaker(engine.execution_options(**{_BEGIN_OPTION: "BEGIN IMMEDIATE"}),
+        self._writer = sessionmaker(engine.execution_options(**{BEGIN_OPTION: "BEGIN IMMEDIATE"}),
                                     expire_on_commit=False)
         self._reader = sessionmaker(engine, expire_on_commit=False)
 
@@ -37,7 +36,7 @@ class Database:
         """Connect to ``url`` (``sqlite:///path``, ``postgresql[+psycopg]://...``); nothing is created yet."""
         parsed = normalize_url(url)
         if parsed.get_backend_name() == "sqlite":
-            return cls(_sqlite_engine(parsed))
+            return cls(sqlite_engine(parsed))
         return cls(create_engine(parsed, pool_pre_ping=True, connect_args={"connect_timeout": CONNECT_TIMEOUT_S}))
 
     @property
@@ -60,6 +59,9 @@ class Database:
             upgrade(self.engine, "head")
         except (OperationalError, InterfaceError) as exc:
             raise DatabaseUnavailable(f"cannot open the database {self.display_url}: {_first_line(exc)}") from exc
+        except CommandError as exc:  # typically: the schema is at a revision a newer Ember wrote
+            raise DatabaseUnavailable(f"cannot migrate the database {self.display_url}: {exc} "
+                                      "(is a newer version of Ember using it?)") from exc
 
     @property
     def display_url(self) -> str:
@@ -103,34 +105,3 @@ def _first_line(exc: Exception) -> str:
 def _redacted(url: str) -> str:
     scheme, sep, rest = url.partition("://")
     return f"{scheme}{sep}...{rest.rpartition('@')[2]}" if "@" in rest else url
-
-
-def _sqlite_engine(url: URL) -> Engine:
-    if url.database and url.database != ":memory:":
-        Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        url = url.set(database=str(Path(url.database).expanduser()))
-    engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
-    event.listen(engine, "connect", _on_sqlite_connect)
-    event.listen(engine, "begin", _on_sqlite_begin)
-    return engine
-
-
-def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
-    # The driver's own transaction handling is off; _on_sqlite_begin issues BEGIN itself (SQLAlchemy's recipe).
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    cursor.execute("PRAGMA foreign_keys = ON")
-    if _journal_mode(cursor) != "wal":
-        cursor.execute("PRAGMA journal_mode = WAL")
-    cursor.execute("PRAGMA synchronous = NORMAL")
-    cursor.close()
-
-
-def _journal_mode(cursor: Any) -> str:
-    cursor.execute("PRAGMA journal_mode")
-    return str(cursor.fetchone()[0]).lower()
-
-
-def _on_sqlite_begin(connection: Any) -> None:
-    connection.exec_driver_sql(connection.get_execution_options().get(_BEGIN_OPTION, "BEGIN"))

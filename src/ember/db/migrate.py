@@ -19,6 +19,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, text
 
+from ember.db.sqlite import BEGIN_OPTION
+
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # A fixed 63-bit number that names "ember schema migration" among advisory locks on a shared server.
 _ADVISORY_KEY = int.from_bytes(hashlib.sha256(b"ember.db.migrate").digest()[:8], "big") >> 1
@@ -66,7 +68,7 @@ def _run(conn: Connection, action: Callable[[Config], None]) -> None:
 def _locked(engine: Engine) -> Iterator[Connection]:
     """A connection inside a transaction that holds the migration lock until it commits."""
     with _file_lock(_sqlite_file(engine)), engine.connect() as raw:
-        conn = raw.execution_options(ember_sqlite_begin="BEGIN IMMEDIATE")
+        conn = raw.execution_options(**{BEGIN_OPTION: "BEGIN IMMEDIATE"})
         with conn.begin():
             if engine.dialect.name == "postgresql":
                 conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADVISORY_KEY})
