@@ -45,3 +45,8 @@ def test_empty_bundled_model_turns_it_off() -> None:
     assert Settings.from_env({"EMBER_BUNDLED_MODEL": ""}).bundled_model == ""
     assert Settings.from_env({}).bundled_model == "smollm2:135m"
     assert Settings.from_env({"EMBER_CONTEXT_LENGTH": ""}).context_length == 4096
+
+
+def test_audit_retention_takes_days() -> None:
+    assert Settings.from_env({"EMBER_AUDIT_RETENTION": "7d"}).audit_retention == 7 * 86400.0
+    assert Settings.from_env({}).audit_retention == 30 * 86400.0
