@@ -192,3 +192,18 @@ def test_an_unreachable_server_is_a_clear_error() -> None:
     with pytest.raises(DatabaseUnavailable, match="cannot open the database"):
         db.migrate()
     db.close()
+
+
+def test_a_file_that_is_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "ember.db"
+    path.write_bytes(b"this is not an SQLite database, just some text that fills a page. " * 100)
+    db = Database.open(f"sqlite:///{path}")
+    with pytest.raises(DatabaseUnavailable, match="not a database"):
+        db.migrate()
+    db.close()
+
+
+def test_a_database_path_under_a_file_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(DatabaseUnavailable, match="directory"):
+        Database.open(f"sqlite:///{tmp_path / 'file' / 'ember.db'}")

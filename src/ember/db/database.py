@@ -15,7 +15,7 @@ from pathlib import Path
 from alembic.util.exc import CommandError
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ember.db.sqlite import BEGIN_OPTION, sqlite_engine
@@ -36,7 +36,10 @@ class Database:
         """Connect to ``url`` (``sqlite:///path``, ``postgresql[+psycopg]://...``); nothing is created yet."""
         parsed = normalize_url(url)
         if parsed.get_backend_name() == "sqlite":
-            return cls(sqlite_engine(parsed))
+            try:
+                return cls(sqlite_engine(parsed))
+            except OSError as exc:  # the directory could not be created
+                raise DatabaseUnavailable(f"cannot create the database directory: {exc}") from exc
         return cls(create_engine(parsed, pool_pre_ping=True, connect_args={"connect_timeout": CONNECT_TIMEOUT_S}))
 
     @property
@@ -57,7 +60,7 @@ class Database:
 
         try:
             upgrade(self.engine, "head")
-        except (OperationalError, InterfaceError) as exc:
+        except DBAPIError as exc:  # unreachable server, refused login, a file that is not a database
             raise DatabaseUnavailable(f"cannot open the database {self.display_url}: {_first_line(exc)}") from exc
         except CommandError as exc:  # typically: the schema is at a revision a newer Ember wrote
             raise DatabaseUnavailable(f"cannot migrate the database {self.display_url}: {exc} "
