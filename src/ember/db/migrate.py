@@ -29,6 +29,7 @@ _ADVISORY_KEY = int.from_bytes(hashlib.sha256(b"ember.db.migrate").digest()[:8],
 def alembic_config() -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("file_template", "%%(rev)s")  # revision ids are named: 0004_what_it_does
     return config
 
 
