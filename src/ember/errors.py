@@ -12,6 +12,7 @@ api/errors.py. Every EmberError subclass in Ember is defined here, so this tree 
       CorruptManifest (500)
       RegistryError (502)         RegistryNotFound (404)
       DeadlineExceeded (504)
+      ClientGone (499)            the client disconnected; nobody reads the answer
 """
 
 from __future__ import annotations
@@ -124,3 +125,11 @@ class RegistryNotFound(RegistryError):
 class DeadlineExceeded(EmberError):
     status = 504
     kind = "timeout_error"
+
+
+class ClientGone(EmberError):
+    status = 499
+    kind = "client_closed_request"
+
+    def __init__(self, message: str = "the client closed the request") -> None:
+        super().__init__(message)
