@@ -6,6 +6,7 @@ api/errors.py. Every EmberError subclass in Ember is defined here, so this tree 
                                   BadGGUF, ModelfileError, TemplateError
       ModelNotFound (404)
       BlobNotFound (404)
+      RequestTimeout (408)
       PayloadTooLarge (413)
       ServerBusy (503)
       RunnerError (500)           RunnerCrashed, LoadFailed
@@ -76,6 +77,11 @@ class ModelNotFound(EmberError):
 class BlobNotFound(EmberError):
     status = 404
     kind = "not_found_error"
+
+
+class RequestTimeout(EmberError):
+    status = 408
+    kind = "invalid_request_error"
 
 
 class PayloadTooLarge(EmberError):

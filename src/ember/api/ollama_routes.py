@@ -57,7 +57,7 @@ def model_entry(model: LocalModel) -> dict[str, Any]:
 @router.post("/api/show")
 async def show(request: Request) -> Response:
     svc = services(request)
-    body = await read_json(request, svc.settings.max_body_bytes)
+    body = await read_json(request, svc.settings)
     model, traits = await svc.engine.resolve(model_field(body))
     verbose = body.get("verbose") is True
     info = await run_in_threadpool(_verbose_info, model) if verbose else traits.model_info
@@ -99,7 +99,7 @@ async def ps(request: Request) -> Response:
 @router.post("/api/generate")
 async def generate(request: Request) -> Response:
     svc = services(request)
-    body = await read_json(request, svc.settings.max_body_bytes)
+    body = await read_json(request, svc.settings)
     params = proto.generate_params(body)
     if not params.prompt and not params.suffix and not params.context:
         return await _load_only(svc, params.model, params.keep_alive, params.options, "generate")
@@ -109,7 +109,7 @@ async def generate(request: Request) -> Response:
 @router.post("/api/chat")
 async def chat(request: Request) -> Response:
     svc = services(request)
-    body = await read_json(request, svc.settings.max_body_bytes)
+    body = await read_json(request, svc.settings)
     params = proto.chat_params(body)
     if not params.messages:
         return await _load_only(svc, params.model, params.keep_alive, params.options, "chat")
@@ -152,7 +152,7 @@ async def _collect(chunks: AsyncIterator[dict[str, Any]]) -> list[dict[str, Any]
 @router.post("/api/embed")
 async def embed(request: Request) -> Response:
     svc = services(request)
-    body = await read_json(request, svc.settings.max_body_bytes)
+    body = await read_json(request, svc.settings)
     truncate = body.get("truncate", True)
     result = await svc.engine.embed(
         model_field(body), proto.embed_inputs(body), truncate=truncate is not False,
@@ -168,7 +168,7 @@ async def embed(request: Request) -> Response:
 @router.post("/api/embeddings")
 async def embeddings(request: Request) -> Response:
     svc = services(request)
-    body = await read_json(request, svc.settings.max_body_bytes)
+    body = await read_json(request, svc.settings)
     prompt = body.get("prompt") or ""
     if not isinstance(prompt, str):
         raise BadRequest("prompt must be a string")

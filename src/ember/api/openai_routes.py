@@ -29,14 +29,14 @@ router = APIRouter()
 @router.post("/v1/chat/completions")
 async def chat_completions(request: Request) -> Response:
     svc = services(request)
-    req = proto.chat_request(await read_json(request, svc.settings.max_body_bytes))
+    req = proto.chat_request(await read_json(request, svc.settings))
     return await _respond(request, svc.engine.chat(req.params), shaping.ChatShaper, req.stream, req.include_usage)
 
 
 @router.post("/v1/completions")
 async def completions(request: Request) -> Response:
     svc = services(request)
-    req = proto.completion_request(await read_json(request, svc.settings.max_body_bytes))
+    req = proto.completion_request(await read_json(request, svc.settings))
     return await _respond(request, svc.engine.generate(req.params), shaping.CompletionShaper, req.stream,
                           req.include_usage)
 
@@ -44,7 +44,7 @@ async def completions(request: Request) -> Response:
 @router.post("/v1/embeddings")
 async def embeddings(request: Request) -> Response:
     svc = services(request)
-    req = proto.embedding_request(await read_json(request, svc.settings.max_body_bytes))
+    req = proto.embedding_request(await read_json(request, svc.settings))
     result = await svc.engine.embed(req.model, req.inputs, truncate=req.truncate, options=req.options,
                                     keep_alive=req.keep_alive, normalize=True, dimensions=req.dimensions)
     return JSONResponse(shaping.embedding_response(result, req.base64))

@@ -160,8 +160,9 @@ class Engine:
         if p.suffix and not traits.supports("insert"):
             raise CapabilityError(f"{model.name.display} does not support insert")
         system = p.system if p.system is not None else model.system
-        text = p.prompt if p.raw else render_generate(traits, p.prompt, system=system, suffix=p.suffix,
-                                                      template=p.template)
+        # Templates render in a worker thread: a long or hostile one must not stall other streams.
+        text = p.prompt if p.raw else await asyncio.to_thread(
+            render_generate, traits, p.prompt, system=system, suffix=p.suffix, template=p.template)
         opts = merge_options(parse_options(model.params), p.options)
 
         async def build(lease: Lease, limit: int) -> _Prompt:
@@ -236,7 +237,7 @@ class Engine:
         async def tokens_without(count: int) -> list[int]:
             gone = set(droppable[:count])
             kept = [m for i, m in enumerate(messages) if i not in gone]
-            text = render_chat(traits, kept, tools=tools, think=think)
+            text = await asyncio.to_thread(render_chat, traits, kept, tools=tools, think=think)
             return await lease.runner.tokenize(text, add_special=not text.startswith(traits.bos_text or "\0"))
 
         tokens = await tokens_without(0)
