@@ -303,3 +303,14 @@ def test_execution_errors(template: str, message: str) -> None:
     with pytest.raises(TemplateError) as info:
         render(template, {"L": [1, 2], "S": "s"})
     assert message in info.value.message
+
+
+@pytest.mark.parametrize("source", ["{{range 1000000000}}{{end}}", "{{range 100000}}{{range 100000}}x{{end}}{{end}}"])
+def test_template_work_is_bounded(source: str) -> None:
+    with pytest.raises(TemplateError, match="exceeds 1000000 steps"):
+        render(source, {})
+
+
+def test_template_output_is_bounded() -> None:
+    with pytest.raises(TemplateError, match="output exceeds"):
+        render("{{range 20000}}{{$.x}}{{end}}", {"x": "y" * 1000})

@@ -130,6 +130,15 @@ class Settings:
         default=512,
         metadata=_meta("EMBER_NUM_BATCH", help="Default prompt-processing batch size."),
     )
+    body_timeout: float = field(
+        default=60.0,
+        metadata=_meta("EMBER_BODY_TIMEOUT",
+                       help="A JSON body must arrive within this long, and an upload may pause no longer (408)."),
+    )
+    max_messages: int = field(
+        default=4096,
+        metadata=_meta("EMBER_MAX_MESSAGES", help="Most messages one chat request may carry (more: 400)."),
+    )
     max_body_bytes: int = field(
         default=64 * 1024 * 1024,
         metadata=_meta("EMBER_MAX_BODY_BYTES", help="Largest accepted JSON request body (blob uploads excepted)."),
@@ -283,8 +292,9 @@ def _truthy(raw: str) -> bool:
 
 
 _INT_FIELDS = {"max_loaded_models", "num_parallel", "max_queue", "context_length", "max_predict", "num_thread",
-               "num_gpu", "num_batch", "max_body_bytes"}
-_DURATION_FIELDS = {"keep_alive", "load_timeout", "request_timeout", "stall_timeout", "audit_retention"}
+               "num_gpu", "num_batch", "max_body_bytes", "max_messages"}
+_DURATION_FIELDS = {"keep_alive", "load_timeout", "request_timeout", "stall_timeout", "audit_retention",
+                    "body_timeout"}
 _BOOL_FIELDS = {"noprune", "allow_open_engine", "anonymous", "audit_bodies", "metrics_public"}
 
 

@@ -6,12 +6,14 @@ api/errors.py. Every EmberError subclass in Ember is defined here, so this tree 
                                   BadGGUF, ModelfileError, TemplateError
       ModelNotFound (404)
       BlobNotFound (404)
+      RequestTimeout (408)
       PayloadTooLarge (413)
       ServerBusy (503)
       RunnerError (500)           RunnerCrashed, LoadFailed
       CorruptManifest (500)
       RegistryError (502)         RegistryNotFound (404)
       DeadlineExceeded (504)
+      ClientGone (499)            the client disconnected; nobody reads the answer
     accounts (ember.db):
       BadRequest (400)            InvalidName, InvalidRole, InvalidScope, InvalidPassword
       NotFound (404)              UserNotFound, KeyNotFound
@@ -82,6 +84,11 @@ class BlobNotFound(EmberError):
     kind = "not_found_error"
 
 
+class RequestTimeout(EmberError):
+    status = 408
+    kind = "invalid_request_error"
+
+
 class PayloadTooLarge(EmberError):
     status = 413
     kind = "invalid_request_error"
@@ -129,6 +136,14 @@ class RegistryNotFound(RegistryError):
 class DeadlineExceeded(EmberError):
     status = 504
     kind = "timeout_error"
+
+
+class ClientGone(EmberError):
+    status = 499
+    kind = "client_closed_request"
+
+    def __init__(self, message: str = "the client closed the request") -> None:
+        super().__init__(message)
 
 
 # --- accounts (ember.db): users, API keys ---------------------------------------------------------------------

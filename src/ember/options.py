@@ -39,6 +39,33 @@ OPTION_TYPES: dict[str, str] = {
     "stop": "stop",
 }
 
+MIN_NUM_CTX = 64  # below this no chat template and answer fit; llama.cpp hangs or fails on tiny contexts
+MAX_NUM_CTX = 1 << 20
+MAX_STOP_SEQUENCES = 64
+MAX_STOP_LENGTH = 1024
+
+# Inclusive ranges: a value outside is a 400 naming the option and the range, before any work is done,
+# so nothing reaches llama.cpp that it could crash or hang on. -1/-2 keep their Ollama meanings.
+OPTION_RANGES: dict[str, tuple[float, float]] = {
+    "num_ctx": (MIN_NUM_CTX, MAX_NUM_CTX),
+    "num_batch": (1, 1 << 16),
+    "num_gpu": (-1, 1 << 10),
+    "main_gpu": (0, 64),
+    "num_thread": (0, 1 << 10),
+    "num_keep": (-1, MAX_NUM_CTX),
+    "seed": (-(1 << 63), (1 << 64) - 1),
+    "num_predict": (-2, 1 << 31),
+    "top_k": (-1, 1 << 20),
+    "top_p": (0.0, 1.0),
+    "min_p": (0.0, 1.0),
+    "typical_p": (0.0, 1.0),
+    "repeat_last_n": (-1, MAX_NUM_CTX),
+    "temperature": (0.0, 100.0),
+    "repeat_penalty": (0.0, 100.0),
+    "presence_penalty": (-100.0, 100.0),
+    "frequency_penalty": (-100.0, 100.0),
+}
+
 # Accepted and ignored: removed from Ollama over time, still sent by clients.
 LEGACY_OPTIONS = frozenset({
     "mirostat", "mirostat_tau", "mirostat_eta", "tfs_z", "penalize_newline", "numa", "low_vram", "f16_kv",
@@ -51,18 +78,32 @@ def coerce_option(name: str, value: Any) -> Any:
     """Convert one option value to its declared type, or raise BadRequest naming the option."""
     kind = OPTION_TYPES[name]
     if kind == "stop":
-        if isinstance(value, str):
-            return [value]
-        if isinstance(value, list) and all(isinstance(v, str) for v in value):
-            return list(value)
-        raise BadRequest(f'option "{name}" must be of type array of strings')
+        return _stop_list(name, value)
     if kind == "bool":
         if isinstance(value, bool):
             return value
         raise BadRequest(f'option "{name}" must be of type boolean')
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise BadRequest(f'option "{name}" must be of type {"integer" if kind == "int" else "float"}')
-    return int(value) if kind == "int" else float(value)
+    number = int(value) if kind == "int" else float(value)
+    low, high = OPTION_RANGES[name]
+    if not low <= number <= high:
+        raise BadRequest(f'option "{name}" must be between {_show(low, kind)} and {_show(high, kind)}, got {value}')
+    return number
+
+
+def _show(bound: float, kind: str) -> str:
+    return str(int(bound)) if kind == "int" else f"{bound:g}"
+
+
+def _stop_list(name: str, value: Any) -> list[str]:
+    stops = [value] if isinstance(value, str) else value
+    if not isinstance(stops, list) or not all(isinstance(v, str) for v in stops):
+        raise BadRequest(f'option "{name}" must be of type array of strings')
+    if len(stops) > MAX_STOP_SEQUENCES or any(len(s) > MAX_STOP_LENGTH for s in stops):
+        raise BadRequest(f'option "{name}" allows at most {MAX_STOP_SEQUENCES} strings of at most '
+                         f"{MAX_STOP_LENGTH} characters")
+    return list(stops)
 
 
 def parse_options(raw: Mapping[str, Any] | None) -> dict[str, Any]:

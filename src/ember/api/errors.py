@@ -15,11 +15,11 @@ from typing import Any
 
 from fastapi import FastAPI
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ember.errors import EmberError
+from ember.errors import ClientGone, EmberError
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,9 @@ def error_response(request: Request, status: int, message: str, kind: str = "api
 
 async def _ember_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, EmberError)
-    if exc.status >= 500:
+    if isinstance(exc, ClientGone):
+        log.info("%s %s: %s", request.method, request.url.path, exc.message)
+    elif exc.status >= 500:
         log.warning("%s %s -> %d: %s", request.method, request.url.path, exc.status, exc.message)
     return error_response(request, exc.status, exc.message, exc.kind)
 
@@ -95,7 +97,14 @@ class UnexpectedErrors:
             await error_response(request, 500, message)(scope, receive, send)
 
 
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    """A client that disconnects mid-body (an aborted upload) is a normal event, not an error to trace."""
+    log.info("%s %s: the client disconnected before the request was complete", request.method, request.url.path)
+    return error_response(request, ClientGone.status, ClientGone().message, ClientGone.kind)
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ClientDisconnect, _client_gone)
     app.add_exception_handler(EmberError, _ember_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_middleware(UnexpectedErrors)

@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ember.api.bodies import read_json
+from ember.api.bodies import idle_bounded, read_json
 from ember.api.services import services
 from ember.api.streaming import collect_last, ndjson_response
 from ember.errors import BadRequest, BlobNotFound
@@ -26,7 +26,7 @@ router = APIRouter()
 @router.post("/api/create")
 async def create(request: Request) -> Response:
     svc = services(request)
-    body = await read_json(request, svc.settings.max_body_bytes)
+    body = await read_json(request, svc.settings)
     progress = _in_threads(create_model(svc.store, body))
     if body.get("stream", True) is False:
         return JSONResponse(await collect_last(progress))
@@ -60,14 +60,14 @@ async def upload_blob(request: Request, digest: str) -> Response:
     normalized = normalize_digest(digest)
     if await run_in_threadpool(store.has_blob, normalized):
         return Response(status_code=200)
-    await store.write_blob_async(request.stream(), normalized)
+    await store.write_blob_async(idle_bounded(request.stream(), services(request).settings.body_timeout), normalized)
     return Response(status_code=201)
 
 
 @router.post("/api/copy")
 async def copy(request: Request) -> Response:
     svc = services(request)
-    body = await read_json(request, svc.settings.max_body_bytes)
+    body = await read_json(request, svc.settings)
     source, destination = body.get("source"), body.get("destination")
     if not isinstance(source, str) or not source or not isinstance(destination, str) or not destination:
         raise BadRequest("source and destination are required")
@@ -78,7 +78,7 @@ async def copy(request: Request) -> Response:
 @router.delete("/api/delete")
 async def delete(request: Request) -> Response:
     svc = services(request)
-    body = await read_json(request, svc.settings.max_body_bytes)
+    body = await read_json(request, svc.settings)
     name = body.get("model") or body.get("name")
     if not isinstance(name, str) or not name:
         raise BadRequest("model is required")

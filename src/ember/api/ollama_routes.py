@@ -15,7 +15,7 @@ from ember.api import ollama_protocol as proto
 from ember.api.bodies import read_json
 from ember.api.fields import model_field
 from ember.api.services import Services, services
-from ember.api.streaming import ndjson_response
+from ember.api.streaming import ndjson_response, unless_disconnected
 from ember.durations import parse_keep_alive
 from ember.engine.service import Event, Started
 from ember.errors import BadRequest
@@ -57,7 +57,7 @@ def model_entry(model: LocalModel) -> dict[str, Any]:
 @router.post("/api/show")
 async def show(request: Request) -> Response:
     svc = services(request)
-    body = await read_json(request, svc.settings.max_body_bytes)
+    body = await read_json(request, svc.settings)
     model, traits = await svc.engine.resolve(model_field(body))
     verbose = body.get("verbose") is True
     info = await run_in_threadpool(_verbose_info, model) if verbose else traits.model_info
@@ -99,21 +99,21 @@ async def ps(request: Request) -> Response:
 @router.post("/api/generate")
 async def generate(request: Request) -> Response:
     svc = services(request)
-    body = await read_json(request, svc.settings.max_body_bytes)
+    body = await read_json(request, svc.settings)
     params = proto.generate_params(body)
     if not params.prompt and not params.suffix and not params.context:
         return await _load_only(svc, params.model, params.keep_alive, params.options, "generate")
-    return await _respond(svc.engine.generate(params), "generate", proto.stream_flag(body))
+    return await _respond(request, svc.engine.generate(params), "generate", proto.stream_flag(body))
 
 
 @router.post("/api/chat")
 async def chat(request: Request) -> Response:
     svc = services(request)
-    body = await read_json(request, svc.settings.max_body_bytes)
+    body = await read_json(request, svc.settings)
     params = proto.chat_params(body)
     if not params.messages:
         return await _load_only(svc, params.model, params.keep_alive, params.options, "chat")
-    return await _respond(svc.engine.chat(params), "chat", proto.stream_flag(body))
+    return await _respond(request, svc.engine.chat(params), "chat", proto.stream_flag(body))
 
 
 async def _load_only(svc: Services, name: str, keep_alive: float | None, options: dict[str, Any],
@@ -123,9 +123,9 @@ async def _load_only(svc: Services, name: str, keep_alive: float | None, options
     return JSONResponse(chunk)
 
 
-async def _respond(events: AsyncGenerator[Event, None], kind: str, stream: bool) -> Response:
+async def _respond(request: Request, events: AsyncGenerator[Event, None], kind: str, stream: bool) -> Response:
     """Wait for the prompt to be ready (errors so far keep their status), then stream or collect."""
-    first = await anext(events)
+    first = await unless_disconnected(request, anext(events))
     assert isinstance(first, Started)
     headers = {TRUNCATED_HEADER: "true"} if first.truncated else None
     shaper = proto.ChunkShaper(kind)
@@ -141,14 +141,18 @@ async def _respond(events: AsyncGenerator[Event, None], kind: str, stream: bool)
 
     if stream:
         return await ndjson_response(chunks(), headers=headers)
-    collected = [c async for c in chunks()]
+    collected = await unless_disconnected(request, _collect(chunks()))
     return JSONResponse(proto.merge_chunks(kind, collected), headers=headers)
+
+
+async def _collect(chunks: AsyncIterator[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [c async for c in chunks]
 
 
 @router.post("/api/embed")
 async def embed(request: Request) -> Response:
     svc = services(request)
-    body = await read_json(request, svc.settings.max_body_bytes)
+    body = await read_json(request, svc.settings)
     truncate = body.get("truncate", True)
     result = await svc.engine.embed(
         model_field(body), proto.embed_inputs(body), truncate=truncate is not False,
@@ -164,7 +168,7 @@ async def embed(request: Request) -> Response:
 @router.post("/api/embeddings")
 async def embeddings(request: Request) -> Response:
     svc = services(request)
-    body = await read_json(request, svc.settings.max_body_bytes)
+    body = await read_json(request, svc.settings)
     prompt = body.get("prompt") or ""
     if not isinstance(prompt, str):
         raise BadRequest("prompt must be a string")

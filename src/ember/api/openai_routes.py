@@ -19,6 +19,7 @@ from ember.api.bodies import read_json
 from ember.api.errors import openai_error_body, unexpected_error_message
 from ember.api.ollama_routes import TRUNCATED_HEADER
 from ember.api.services import services
+from ember.api.streaming import unless_disconnected
 from ember.engine.service import Event, Started
 from ember.errors import EmberError, InvalidModelName, ModelNotFound
 
@@ -28,21 +29,22 @@ router = APIRouter()
 @router.post("/v1/chat/completions")
 async def chat_completions(request: Request) -> Response:
     svc = services(request)
-    req = proto.chat_request(await read_json(request, svc.settings.max_body_bytes))
-    return await _respond(svc.engine.chat(req.params), shaping.ChatShaper, req.stream, req.include_usage)
+    req = proto.chat_request(await read_json(request, svc.settings))
+    return await _respond(request, svc.engine.chat(req.params), shaping.ChatShaper, req.stream, req.include_usage)
 
 
 @router.post("/v1/completions")
 async def completions(request: Request) -> Response:
     svc = services(request)
-    req = proto.completion_request(await read_json(request, svc.settings.max_body_bytes))
-    return await _respond(svc.engine.generate(req.params), shaping.CompletionShaper, req.stream, req.include_usage)
+    req = proto.completion_request(await read_json(request, svc.settings))
+    return await _respond(request, svc.engine.generate(req.params), shaping.CompletionShaper, req.stream,
+                          req.include_usage)
 
 
 @router.post("/v1/embeddings")
 async def embeddings(request: Request) -> Response:
     svc = services(request)
-    req = proto.embedding_request(await read_json(request, svc.settings.max_body_bytes))
+    req = proto.embedding_request(await read_json(request, svc.settings))
     result = await svc.engine.embed(req.model, req.inputs, truncate=req.truncate, options=req.options,
                                     keep_alive=req.keep_alive, normalize=True, dimensions=req.dimensions)
     return JSONResponse(shaping.embedding_response(result, req.base64))
@@ -64,23 +66,27 @@ async def retrieve_model(request: Request, name: str) -> Response:
     return JSONResponse(shaping.model_object(model))
 
 
-async def _respond(events: AsyncGenerator[Event, None], make_shaper: Callable[[str, bool], shaping.Shaper],
-                   stream: bool, include_usage: bool) -> Response:
+async def _respond(request: Request, events: AsyncGenerator[Event, None],
+                   make_shaper: Callable[[str, bool], shaping.Shaper], stream: bool, include_usage: bool) -> Response:
     """Wait for the prompt to be ready, so errors so far (unknown model, full queue, bad options) keep their
     HTTP status; then stream SSE chunks or collect one response object."""
-    first = await anext(events)
+    first = await unless_disconnected(request, anext(events))
     assert isinstance(first, Started)
     shaper = make_shaper(first.model, include_usage)
     headers = {TRUNCATED_HEADER: "true"} if first.truncated else {}
     if stream:
         return StreamingResponse(_sse(events, shaper), media_type="text/event-stream",
                                  headers={**headers, "Cache-Control": "no-cache"})
+    await unless_disconnected(request, _feed_all(events, shaper))
+    return JSONResponse(shaper.response(), headers=headers)
+
+
+async def _feed_all(events: AsyncGenerator[Event, None], shaper: shaping.Shaper) -> None:
     try:
         async for event in events:
             shaper.feed(event)
     finally:
         await events.aclose()
-    return JSONResponse(shaper.response(), headers=headers)
 
 
 async def _sse(events: AsyncGenerator[Event, None], shaper: shaping.Shaper) -> AsyncIterator[bytes]:

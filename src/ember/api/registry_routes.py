@@ -33,7 +33,7 @@ async def push(request: Request) -> Response:
 async def _transfer(request: Request, operation: Transfer) -> Response:
     """Shared body handling; ``username``/``password`` are accepted and ignored, as in Ollama."""
     svc = services(request)
-    body = await read_json(request, svc.settings.max_body_bytes)
+    body = await read_json(request, svc.settings)
     name = model_field(body)
     insecure = flag(body, "insecure", False)
     stream = flag(body, "stream", True)

@@ -6,14 +6,19 @@ becomes a final ``{"error": ...}`` line (status stays 200), which every Ollama c
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, TypeVar
 
+from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from ember.api.errors import ollama_error_body, unexpected_error_message
-from ember.errors import EmberError
+from ember.errors import ClientGone, EmberError
+
+T = TypeVar("T")
 
 NDJSON = "application/x-ndjson"
 
@@ -58,3 +63,28 @@ async def collect_last(items: AsyncIterator[dict[str, Any]]) -> dict[str, Any]:
     async for item in items:
         last = item
     return last
+
+
+async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
+    """Await ``work`` (a queue wait, a whole non-streaming answer); if the client disconnects first,
+    cancel it, which leaves the queue or cancels generation on the runner, and raise ClientGone.
+
+    Streaming responses need no help: Starlette cancels their body iterator on disconnect."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    raise ClientGone()
+
+
+async def _disconnected(request: Request) -> None:
+    """Return once the client has gone; the body was read already, so receive() waits for that alone."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass

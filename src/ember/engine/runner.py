@@ -215,6 +215,10 @@ class RunnerHandle:
         code = self.process.poll()
         detail = f" (exit code {code})" if code is not None else ""
         reason = self.dead_reason or f"model runner process exited unexpectedly{detail}"
+        if self.dead_reason is None:
+            log.error("runner %s for %s died%s with %d requests in flight (runner ids %s); they fail, the next "
+                      "request loads a fresh runner", self.pid, self.spec.name, detail, len(self._queues),
+                      sorted(self._queues) or "none")
         if not self._ready.done():
             self._ready.set_result(LoadError(reason))
         self.kill(reason)

@@ -28,6 +28,11 @@ from ember.gotemplate.nodes import (
 from ember.gotemplate.parser import parse
 from ember.gotemplate.values import field, go_print, truth
 
+# A template comes with a request (``template``) or a Modelfile: its work is bounded so that no single
+# request can hold the event loop. Real prompt templates take a few hundred steps per message.
+MAX_STEPS = 1_000_000
+MAX_OUTPUT_CHARS = 16 * 1024 * 1024
+
 
 def render(template: str, data: Mapping[str, Any]) -> str:
     """Execute a Go template against ``data`` (Go field names as keys; Struct values allowed)."""
@@ -57,19 +62,33 @@ _NO_VALUE = object()
 class _Executor:
     def __init__(self, root: Any) -> None:
         self.out: list[str] = []
+        self.size = 0
+        self.steps = 0
         self.variables: list[list[Any]] = [["$", root]]
 
     def run(self, nodes: Sequence[Node], dot: Any) -> None:
         for node in nodes:
+            self._tick()
             self._walk(node, dot)
+
+    def _tick(self) -> None:
+        self.steps += 1
+        if self.steps > MAX_STEPS:
+            raise TemplateError(f"template: execution exceeds {MAX_STEPS} steps")
+
+    def _emit(self, text: str) -> None:
+        self.size += len(text)
+        if self.size > MAX_OUTPUT_CHARS:
+            raise TemplateError(f"template: output exceeds {MAX_OUTPUT_CHARS} characters")
+        self.out.append(text)
 
     def _walk(self, node: Node, dot: Any) -> None:
         if isinstance(node, Text):
-            self.out.append(node.text)
+            self._emit(node.text)
         elif isinstance(node, Action):
             value = self._pipe(node.pipe, dot)
             if not node.pipe.declare:
-                self.out.append(go_print(value))
+                self._emit(go_print(value))
         elif isinstance(node, Loop):
             raise _Break() if node.kind == "break" else _Continue()
         elif node.kind == "range":
@@ -91,8 +110,10 @@ class _Executor:
     def _range(self, node: Branch, dot: Any) -> None:
         mark = len(self.variables)
         value = self._pipe(Pipe(node.pipe.commands), dot)
-        items = list(_iterate(value, node.pipe.commands[0].line))
-        for key, item in items:
+        empty = True
+        for key, item in _iterate(value, node.pipe.commands[0].line):
+            empty = False
+            self._tick()
             if len(node.pipe.declare) == 1:
                 self.variables.append([node.pipe.declare[0], item])
             elif len(node.pipe.declare) == 2:
@@ -105,7 +126,7 @@ class _Executor:
                 break
             finally:
                 del self.variables[mark:]
-        if not items and node.orelse is not None:
+        if empty and node.orelse is not None:
             self.run(node.orelse, dot)
 
     # ------------------------------------------------------------------------------------------ pipelines

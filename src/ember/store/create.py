@@ -14,6 +14,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import stat
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -29,6 +30,8 @@ from ember.store.layers import ModelParts, Progress, build_model_steps
 from ember.store.store import ModelStore
 
 log = logging.getLogger(__name__)
+
+_SPARSE_CHECK_FROM = 64 * 1024 * 1024  # smaller files are read quickly whatever they are
 
 # quantize name (case-insensitive) -> llama_ftype
 QUANTIZE_TYPES: dict[str, int] = {
@@ -156,11 +159,27 @@ def _server_path(source: str) -> Path | None:
     explicit = source.startswith(("/", "./", "../", "~"))
     if not explicit and not (path.is_file() and (source.lower().endswith(".gguf") or _not_a_name(source))):
         return None
-    if not path.exists():
-        raise BadRequest(f"file {source} does not exist")
     if path.is_dir():
         raise BadRequest(f"{source} is a directory; only GGUF files can be imported (convert safetensors "
                          "models to GGUF first)")
+    return regular_file(path, source)
+
+
+def regular_file(path: Path, shown: str) -> Path:
+    """``path`` if it is a regular file worth reading; checked before any read, since opening a FIFO blocks
+    and hashing a sparse giant takes hours."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise BadRequest(f"file {shown} does not exist") from None
+    except OSError as exc:
+        raise BadRequest(f"cannot read {shown}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise BadRequest(f"{shown} is not a regular file (FIFOs, devices and sockets cannot be imported)")
+    allocated = getattr(info, "st_blocks", 0) * 512
+    if info.st_size > _SPARSE_CHECK_FROM and allocated * 4 < info.st_size:
+        raise BadRequest(f"{shown} is a sparse file ({info.st_size} bytes, {allocated} on disk); "
+                         "it cannot be a model")
     return path
 
 
@@ -324,9 +343,7 @@ def _adapter_blob(store: ModelStore, item: str) -> str:
         if not store.has_blob(digest):
             raise BlobNotFound(f'blob "{digest}" not found')
         return digest
-    path = Path(item).expanduser()
-    if not path.is_file():
-        raise BadRequest(f"adapter file {item} does not exist")
+    path = regular_file(Path(item).expanduser(), f"adapter file {item}")
     read_gguf(path)
     return store.import_file(path)
 
