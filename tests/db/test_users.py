@@ -6,7 +6,7 @@ import threading
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import inspect, select
+from sqlalchemy import func, inspect, select
 
 from ember.db import Database
 from ember.db import users as u
@@ -100,9 +100,15 @@ def test_setup_token_works_once_and_only_while_no_admin_exists(db: Database) -> 
     assert not u.consume_setup_token(db, fresh)
 
 
-def test_expired_setup_token_is_refused(db: Database) -> None:
+def test_expired_setup_token_is_refused_and_later_cleared(db: Database) -> None:
     token = u.create_setup_token(db, ttl=timedelta(seconds=-1))
     assert not u.consume_setup_token(db, token)
+    fresh = u.create_setup_token(db)
+    with db.reading() as session:
+        from ember.db.tables import SetupTokenRow
+
+        assert session.scalar(select(func.count()).select_from(SetupTokenRow)) == 1
+    assert u.consume_setup_token(db, fresh)
 
 
 def test_setup_token_is_stored_hashed(db: Database) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -114,9 +114,10 @@ def admin_exists(db: Database) -> bool:
 
 def create_setup_token(db: Database, ttl: timedelta = SETUP_TOKEN_TTL) -> str:
     """A one-time token for creating the first admin; only its hash is stored."""
-    token = random_secret()
+    token, now = random_secret(), utcnow()
     with db.session() as session:
-        session.add(SetupTokenRow(token_hash=sha256_hex(token), expires_at=utcnow() + ttl))
+        session.execute(delete(SetupTokenRow).where(SetupTokenRow.expires_at <= now))  # no pile-up across restarts
+        session.add(SetupTokenRow(token_hash=sha256_hex(token), expires_at=now + ttl))
     return token
 
 
