@@ -100,7 +100,9 @@ TEMPLATES = st.one_of(
                      "{{ define \"x\" }}{{ template \"x\" }}{{ end }}{{ template \"x\" }}",
                      "{{ range $i := .Messages }}{{ range $.Messages }}{{ . }}{{ end }}{{ end }}",
                      "{{ printf \"%999999999d\" 1 }}", "{{ index .Messages 99 }}", "{{ slice .Prompt 5 2 }}",
-                     "{{ len 3 }}", "{{ .Prompt.Nope.Deeper }}", "{{ call .Prompt }}", "{{ json .Messages }}"]),
+                     "{{ len 3 }}", "{{ .Prompt.Nope.Deeper }}", "{{ call .Prompt }}", "{{ json .Messages }}",
+                     '{{ printf "%c" -1 }}', '{{ printf "%q" 99999999999 }}', "{{ '\\U00110000' }}",
+                     "{{" + "(" * 2000 + "1" + ")" * 2000 + "}}", "{{if 1}}" * 1500 + "{{end}}" * 1500]),
     odd_text(),
 )
 VALID_ROLES = st.sampled_from(["user", "assistant", "system", "tool"])

@@ -3,6 +3,10 @@
 - A JSON number with more than 4300 digits made ``json.loads`` raise a plain ValueError: a 500 on every route.
 - ``keep_alive: NaN`` (JSON allows it through Python's parser) was accepted; the model's expiry became NaN and
   every later ``/api/ps`` was a 500 until the model unloaded.
+- Templates (a Modelfile TEMPLATE, or ``template`` in /api/generate): thousands of nested parentheses or
+  blocks raised RecursionError while parsing; a char constant that is no code point a ValueError; ``printf "%c"``
+  or ``"%q"`` of an int that is no code point a ValueError or OverflowError. Now a TemplateError (400), or
+  U+FFFD as Go prints it.
 - A runner reading a long prompt (or a batch of embeddings) sent nothing until it was done, so the stall
   watchdog took any prompt that needs longer than ``EMBER_STALL_TIMEOUT`` for a wedge, killed the runner and
   failed every request on it (found on a busy 2-core machine: ~2,000 prompt tokens took over 30 s). The runner
@@ -20,6 +24,8 @@ from typing import Any
 import httpx
 import pytest
 
+from ember.errors import TemplateError
+from ember.gotemplate import prompt_from_template, render
 from tests.conftest import BUNDLED
 from tests.server_harness import RunningServer, start_server
 
@@ -69,6 +75,32 @@ def test_keep_alive_nan_is_a_400_and_ps_keeps_answering(client: httpx.Client, pa
     assert response.status_code == 400, response.text
     assert "keep_alive" in response.text
     assert client.get("/api/ps").status_code == 200
+
+
+@pytest.mark.parametrize("template", [
+    "{{" + "(" * 3000 + "1" + ")" * 3000 + "}}", "{{if 1}}" * 3000 + "{{end}}" * 3000, "{{ '\\U00110000' }}",
+    '{{ "\\ud800" }}'])
+def test_hostile_templates_are_typed_errors(template: str) -> None:
+    with pytest.raises(TemplateError):
+        render(template, {})
+    with pytest.raises(TemplateError):
+        prompt_from_template(template, system=None, messages=[{"role": "user", "content": "hi"}], tools=None)
+
+
+@pytest.mark.parametrize(("template", "expected"), [('{{ printf "%c" -1 }}', "\ufffd"),
+                                                    ('{{ printf "%q" 99999999999 }}', "'\ufffd'"),
+                                                    ('{{ printf "%c" 65 }}', "A")])
+def test_printf_of_an_int_that_is_no_code_point_prints_the_replacement_character(template: str,
+                                                                                  expected: str) -> None:
+    assert render(template, {}) == expected
+
+
+def test_a_hostile_request_template_is_a_400(client: httpx.Client) -> None:
+    for template in ('{{ printf "%c" -1 }}x', "{{" + "(" * 3000 + "1" + ")" * 3000 + "}}"):
+        response = client.post("/api/generate", json={"model": BUNDLED, "prompt": "hi", "template": template,
+                                                      "stream": False, "options": {"num_predict": 1}}, timeout=30)
+        assert response.status_code in (200, 400), response.text
+        assert "internal server error" not in response.text
 
 
 @pytest.mark.slow
