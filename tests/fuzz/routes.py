@@ -168,7 +168,7 @@ RESPONSE_FORMATS = st.one_of(
 BOOLS = st.one_of(st.booleans(), st.booleans(), HOSTILE)
 THINK = st.one_of(st.sampled_from([True, False, "low", "high", "max", "ultra"]), HOSTILE)
 EMBED_INPUT = st.one_of(odd_text(), st.lists(odd_text(), min_size=1, max_size=8),
-                        st.integers(1, 12).map(lambda n: [f"item {i}" for i in range(n)]),
+                        st.integers(1, 6).map(lambda n: [f"item {i}" for i in range(n)]),
                         LONG_TEXT, TOKEN_IDS, HOSTILE)
 
 
