@@ -57,6 +57,8 @@ def parse_keep_alive(value: object) -> float | None:
     if isinstance(value, bool):
         raise BadRequest("keep_alive must be a number of seconds or a duration string")
     if isinstance(value, int | float):
+        if math.isnan(value):  # JSON NaN: no expiry time can be computed from it (it broke /api/ps)
+            raise BadRequest("keep_alive must be a number of seconds or a duration string, got NaN")
         return FOREVER if value < 0 else float(value)
     if isinstance(value, str):
         return parse_go_duration(value)

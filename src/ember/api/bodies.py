@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -71,6 +72,8 @@ async def read_json(request: Request, settings: Settings, *, allow_empty: bool =
         raise BadRequest("invalid JSON: body is not UTF-8") from None
     except RecursionError:
         raise BadRequest(f"invalid JSON: nested deeper than {MAX_JSON_DEPTH} levels") from None
+    except ValueError:  # the one ValueError left: an integer literal longer than Python accepts
+        raise BadRequest(f"invalid JSON: a number has more than {sys.get_int_max_str_digits()} digits") from None
     if not isinstance(value, dict):
         raise BadRequest("invalid JSON: expected an object")
     cleaned: dict[str, Any] = clean_json(value)

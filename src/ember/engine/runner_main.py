@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import math
 import sys
+import time
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -32,6 +33,9 @@ from ember.engine.messages import (
 )
 
 _KV_BYTES = {"f16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32}
+# While busy without output (a long prompt read in chunks, a batch of embeddings), the runner still says it is
+# alive this often, so the parent's stall watchdog only ever fires on a runner that is really stuck.
+HEARTBEAT_S = 0.5
 
 
 class LlamaBackend:
@@ -93,6 +97,7 @@ class Runner:
         self.pending: list[RequestEvent] = []
         self.batcher = Batcher(self.backend, self.ctx_spec.n_seq, emit=self.pending.append)
         self.embed_ctx: Context | None = None
+        self.last_sent = time.monotonic()
 
     def info(self) -> RunnerInfo:
         return RunnerInfo(
@@ -131,8 +136,18 @@ class Runner:
 
     def _flush(self) -> None:
         if self.pending:
-            self.conn.send(Events(self.pending[:]))
+            self._send_events(self.pending[:])
             self.pending.clear()
+        elif self.batcher.busy:
+            self._heartbeat()
+
+    def _heartbeat(self) -> None:
+        if time.monotonic() - self.last_sent >= HEARTBEAT_S:
+            self._send_events([])
+
+    def _send_events(self, events: list[RequestEvent]) -> None:
+        self.conn.send(Events(events))
+        self.last_sent = time.monotonic()
 
     def _handle_safely(self, msg: Command) -> bool:
         """One request's bad input fails that request, never the runner and everyone else's requests."""
@@ -162,7 +177,10 @@ class Runner:
 
     def _embed(self, msg: Embed) -> None:
         try:
-            vectors = [self._embed_one(t, msg.truncate, msg.num_ctx) for t in msg.texts]
+            vectors: list[tuple[list[float], int]] = []
+            for text in msg.texts:
+                vectors.append(self._embed_one(text, msg.truncate, msg.num_ctx))
+                self._heartbeat()
             self.conn.send(Result(msg.rid, vectors))
         except ValueError as exc:
             self.conn.send(Failed(msg.rid, str(exc), FailureKind.BAD_REQUEST))

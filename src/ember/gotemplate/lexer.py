@@ -194,7 +194,10 @@ def _unescape(src: str, index: int, line: int) -> tuple[str, int]:
     if kind in widths:
         digits = src[index + 2:index + 2 + widths[kind]]
         if len(digits) == widths[kind] and all(c in "0123456789abcdefABCDEF" for c in digits):
-            return chr(int(digits, 16)), index + 2 + widths[kind]
+            code = int(digits, 16)
+            if code > 0x10FFFF or 0xD800 <= code <= 0xDFFF:  # as Go: not a Unicode code point
+                raise template_error(line, f"escape sequence is invalid Unicode code point \\{kind}{digits}")
+            return chr(code), index + 2 + widths[kind]
     octal = src[index + 1:index + 4]
     if len(octal) == 3 and all(c in "01234567" for c in octal):
         return chr(int(octal, 8)), index + 4

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 
-from ember.gotemplate.errors import template_error
+from ember.gotemplate.errors import TemplateError, template_error
 from ember.gotemplate.functions import KNOWN_FUNCTIONS
 from ember.gotemplate.lexer import Token, tokenize
 from ember.gotemplate.nodes import (
@@ -28,7 +28,10 @@ from ember.gotemplate.nodes import (
 
 @functools.lru_cache(maxsize=128)
 def parse(template: str) -> tuple[Node, ...]:
-    return _Parser(tokenize(template)).parse()
+    try:
+        return _Parser(tokenize(template)).parse()
+    except RecursionError:  # thousands of nested parentheses or blocks: refused like nesting in execute
+        raise TemplateError("template: nesting too deep") from None
 
 
 def parse_template(template: str) -> None:

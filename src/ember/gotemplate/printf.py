@@ -53,7 +53,7 @@ def _format_verb(verb: str, value: Any, precision: str | None) -> str:
     if verb == "q" and isinstance(value, str):
         return go_quote(value)
     if verb == "q" and is_int:
-        return "'" + chr(value) + "'"
+        return "'" + _rune(value) + "'"
     if verb == "t" and isinstance(value, bool):
         return "true" if value else "false"
     if verb in "fFeEgG" and is_number:
@@ -65,8 +65,15 @@ def _format_verb(verb: str, value: Any, precision: str | None) -> str:
         text = format(value, "x") if is_int else value.encode().hex()
         return text.upper() if verb == "X" else text
     if verb == "c" and is_int:
-        return chr(value)
+        return _rune(value)
     return f"%!{verb}({go_type(value)}={fmt_v(value)})"
+
+
+def _rune(value: int) -> str:
+    """The character for code point ``value``; U+FFFD for anything that is not one, as Go prints it."""
+    if 0 <= value <= 0x10FFFF and not 0xD800 <= value <= 0xDFFF:
+        return chr(value)
+    return "\ufffd"
 
 
 def _pad(text: str, flags: str, width: int, verb: str) -> str:
