@@ -225,3 +225,14 @@ def test_go_value(value: object, expected: str) -> None:
 
 def test_go_sharp_value_escapes_control_and_keeps_unicode() -> None:
     assert go_sharp_value("é\t\x01\u2028") == '"é\\t\\x01\\u2028"'
+
+
+def test_an_unknown_home_directory_is_just_a_path_that_does_not_exist() -> None:
+    # Found by the parser fuzzer: Path("~ x").expanduser() raises RuntimeError.
+    assert parse_modelfile('FROM ~ """').from_ == '~ """'
+    assert parse_modelfile("FROM ~nosuchuser/model.gguf\n", Path("/tmp")).from_path is None
+
+
+def test_a_from_path_the_os_refuses_is_not_a_file() -> None:
+    # Found by the parser fuzzer: Path.exists() raises for a name longer than NAME_MAX.
+    assert parse_modelfile("FROM " + "9" * 5000 + "\n", Path("/tmp")).from_path is None

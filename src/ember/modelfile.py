@@ -101,7 +101,7 @@ class _Builder:
             return
         path = _expand_path(ins.value, self.base_dir)
         # A FROM that names nothing on disk is a model name, as in Ollama.
-        self.from_ = (ins.value, path) if path is not None and path.exists() else (ins.value, None)
+        self.from_ = (ins.value, path) if path is not None and safe_exists(path) else (ins.value, None)
 
     def _on_adapter(self, ins: _Instruction) -> None:
         path = _expand_path(ins.value, self.base_dir)
@@ -170,9 +170,27 @@ def _go_bool(text: str) -> bool:
     raise ValueError(text)
 
 
+def expand_user(value: str) -> Path:
+    """``Path(value).expanduser()``, except that an unknown ``~user`` stays as written (and then simply does
+    not exist) instead of raising RuntimeError."""
+    try:
+        return Path(value).expanduser()
+    except (RuntimeError, ValueError):  # no such user; or a NUL or surrogate the OS cannot look up
+        return Path(value)
+
+
+def safe_exists(path: Path, check: str = "exists") -> bool:
+    """``path.exists()`` (or ``is_file``/``is_dir``) that says False for names the OS refuses outright
+    (too long, a NUL byte) instead of raising."""
+    try:
+        return bool(getattr(path, check)())
+    except (OSError, ValueError):
+        return False
+
+
 def _expand_path(value: str, base_dir: Path | None) -> Path | None:
     """An absolute path for FROM/ADAPTER, or None when a relative path has nothing to resolve against."""
-    path = Path(value).expanduser()
+    path = expand_user(value)
     if path.is_absolute():
         return path
     if base_dir is None:

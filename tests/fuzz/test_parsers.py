@@ -26,12 +26,12 @@ from ember.gotemplate import parse_template, prompt_from_template, render
 from ember.modelfile import parse_modelfile
 from ember.names import ModelName
 from ember.store.gguf import model_info, read_gguf
-from tests.fuzz.values import JSON_ANY, odd_text
+from tests.fuzz.values import IN_CI, JSON_ANY, as_parsed, odd_text
 from tests.store.gguf_builder import build_gguf, kv, tensor_info, tiny_model
 
 TIME_BOUND_S = 5.0
-QUICK = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck), derandomize=False)
-SLOW = settings(max_examples=3000, deadline=None, suppress_health_check=list(HealthCheck), derandomize=False)
+QUICK = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck), derandomize=IN_CI)
+SLOW = settings(max_examples=3000, deadline=None, suppress_health_check=list(HealthCheck), derandomize=IN_CI)
 
 
 class Hang(Exception):
@@ -145,8 +145,9 @@ TOOLS = st.lists(st.just({"type": "function", "function": {
     "name": "get", "description": "d", "parameters": {"type": "object", "properties": {
         "city": {"type": "string", "enum": ["a", "b"]}, "n": {"type": ["integer", "null"]}}}}}), max_size=2)
 DATA = st.fixed_dictionaries({}, optional={
-    "Prompt": odd_text(), "System": odd_text(), "Response": odd_text(), "Messages": st.lists(JSON_ANY, max_size=4),
-    "Tools": st.lists(JSON_ANY, max_size=3), "x": JSON_ANY, "Think": st.booleans()})
+    "Prompt": odd_text(), "System": odd_text(), "Response": odd_text(),
+    "Messages": st.lists(JSON_ANY.map(as_parsed), max_size=4), "Tools": st.lists(JSON_ANY.map(as_parsed), max_size=3),
+    "x": JSON_ANY.map(as_parsed), "Think": st.booleans()})
 
 
 @QUICK
@@ -231,7 +232,7 @@ NAME_PARTS = st.sampled_from(["http://", "https://", "HTTP://", "registry.ollama
                               "-", "_", "a" * 81, "a" * 351, "\x00", "\u00e9", "\ud800"])
 
 
-@settings(max_examples=500, deadline=None, suppress_health_check=list(HealthCheck), derandomize=False)
+@settings(max_examples=500, deadline=None, suppress_health_check=list(HealthCheck), derandomize=IN_CI)
 @given(text=st.one_of(st.text(max_size=60), st.lists(st.one_of(NAME_PARTS, odd_text(8)), max_size=8).map("".join)))
 def test_name_parser_raises_only_typed_errors(text: str) -> None:
     def work() -> None:

@@ -28,6 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.fuzz.routes import BUNDLED, SCRATCH_PREFIX, Route, body_for, routes
+from tests.fuzz.values import IN_CI
 from tests.server_harness import RunningServer, free_port
 
 ANSWER_BOUND_S = 30.0
@@ -150,7 +151,7 @@ def _ids(route: Route) -> str:
 
 
 @pytest.mark.parametrize("route", ROUTES, ids=_ids)
-@settings(max_examples=QUICK_EXAMPLES, deadline=None, suppress_health_check=HEALTH, derandomize=False)
+@settings(max_examples=QUICK_EXAMPLES, deadline=None, suppress_health_check=HEALTH, derandomize=IN_CI)
 @given(data=st.data())
 def test_generated_bodies_never_5xx_hang_or_leave_work(fuzz_client: httpx.Client, route: Route,
                                                        data: st.DataObject) -> None:
@@ -159,7 +160,7 @@ def test_generated_bodies_never_5xx_hang_or_leave_work(fuzz_client: httpx.Client
 
 @pytest.mark.slow
 @pytest.mark.parametrize("route", ROUTES, ids=_ids)
-@settings(max_examples=SLOW_EXAMPLES, deadline=None, suppress_health_check=HEALTH, derandomize=False)
+@settings(max_examples=SLOW_EXAMPLES, deadline=None, suppress_health_check=HEALTH, derandomize=IN_CI)
 @given(data=st.data())
 def test_many_generated_bodies_never_5xx_hang_or_leave_work(fuzz_client: httpx.Client, route: Route,
                                                             data: st.DataObject) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 from ember.errors import BadRequest, BlobNotFound, EmberError, InvalidModelName
+from ember.modelfile import expand_user, safe_exists
 from ember.names import ModelName
 from ember.options import LEGACY_OPTIONS, OPTION_TYPES, coerce_option
 from ember.store.digests import is_digest, normalize_digest, sha256_file
@@ -155,11 +156,12 @@ def _server_path(source: str) -> Path | None:
     (or ends in ``.gguf``) counts as a path, so a stray file in the server's working directory never
     shadows a model of the same name.
     """
-    path = Path(source).expanduser()
+    path = expand_user(source)
     explicit = source.startswith(("/", "./", "../", "~"))
-    if not explicit and not (path.is_file() and (source.lower().endswith(".gguf") or _not_a_name(source))):
+    looks_like_a_file = source.lower().endswith(".gguf") or _not_a_name(source)
+    if not explicit and not (safe_exists(path, "is_file") and looks_like_a_file):
         return None
-    if path.is_dir():
+    if safe_exists(path, "is_dir"):
         raise BadRequest(f"{source} is a directory; only GGUF files can be imported (convert safetensors "
                          "models to GGUF first)")
     return regular_file(path, source)
@@ -172,8 +174,8 @@ def regular_file(path: Path, shown: str) -> Path:
         info = path.stat()
     except FileNotFoundError:
         raise BadRequest(f"file {shown} does not exist") from None
-    except OSError as exc:
-        raise BadRequest(f"cannot read {shown}: {exc.strerror or exc}") from None
+    except (OSError, ValueError) as exc:
+        raise BadRequest(f"cannot read {shown}: {getattr(exc, 'strerror', None) or exc}") from None
     if not stat.S_ISREG(info.st_mode):
         raise BadRequest(f"{shown} is not a regular file (FIFOs, devices and sockets cannot be imported)")
     allocated = getattr(info, "st_blocks", 0) * 512
@@ -343,7 +345,7 @@ def _adapter_blob(store: ModelStore, item: str) -> str:
         if not store.has_blob(digest):
             raise BlobNotFound(f'blob "{digest}" not found')
         return digest
-    path = regular_file(Path(item).expanduser(), f"adapter file {item}")
+    path = regular_file(expand_user(item), f"adapter file {item}")
     read_gguf(path)
     return store.import_file(path)
 
