@@ -196,6 +196,11 @@ class Settings:
         default=30 * 86400.0,
         metadata=_meta("EMBER_AUDIT_RETENTION", help="Audit rows older than this are deleted (duration)."),
     )
+    audit_body_retention: float = field(
+        default=7 * 86400.0,
+        metadata=_meta("EMBER_AUDIT_BODY_RETENTION",
+                       help="Prompt and response bodies in the audit log are dropped after this long (duration)."),
+    )
     metrics_public: bool = field(
         default=False,
         metadata=_meta("EMBER_METRICS_PUBLIC", help="Serve the web role's /metrics without the admin scope."),
@@ -294,7 +299,7 @@ def _truthy(raw: str) -> bool:
 _INT_FIELDS = {"max_loaded_models", "num_parallel", "max_queue", "context_length", "max_predict", "num_thread",
                "num_gpu", "num_batch", "max_body_bytes", "max_messages"}
 _DURATION_FIELDS = {"keep_alive", "load_timeout", "request_timeout", "stall_timeout", "audit_retention",
-                    "body_timeout"}
+                    "body_timeout", "audit_body_retention"}
 _BOOL_FIELDS = {"noprune", "allow_open_engine", "anonymous", "audit_bodies", "metrics_public"}
 
 

@@ -19,6 +19,12 @@ api/errors.py. Every EmberError subclass in Ember is defined here, so this tree 
       NotFound (404)              UserNotFound, KeyNotFound
       Conflict (409)              UserExists, KeyExists, LastAdmin
       DatabaseUnavailable (503)
+    gateway (ember.gateway) and engine exposure:
+      Unauthorized (401)          no key, a malformed or unknown key, a revoked or expired one
+      Forbidden (403)             a valid key without the scope, or for a model it may not use
+      EngineUnavailable (503)     no engine node could take the request
+      UpstreamFailed (502)        an engine failed mid-answer
+      UnsafeExposure (500)        the engine would listen off loopback with no EMBER_ENGINE_KEY
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from pathlib import Path
 class EmberError(Exception):
     status: int = 500
     kind: str = "api_error"
+    code: str | None = None  # OpenAI's machine-readable error code, where one applies
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -208,3 +215,40 @@ class DatabaseUnavailable(EmberError):
 
     status = 503
     kind = "server_error"
+
+
+# --- gateway (ember.gateway) and engine exposure ----------------------------------------------------------------
+
+
+class Unauthorized(EmberError):
+    """No credentials, or ones that do not name a usable key. Answered with ``WWW-Authenticate: Bearer``."""
+
+    status = 401
+    kind = "invalid_request_error"
+    code = "invalid_api_key"
+
+
+class Forbidden(EmberError):
+    """A valid key that lacks the scope for the route, or may not use the model asked for."""
+
+    status = 403
+    kind = "invalid_request_error"
+    code = "insufficient_permissions"
+
+
+class EngineUnavailable(EmberError):
+    """No engine node is healthy, or every node tried refused the request before answering."""
+
+    status = 503
+    kind = "server_error"
+
+
+class UpstreamFailed(EmberError):
+    """An engine node broke off an answer that had already started."""
+
+    status = 502
+    kind = "server_error"
+
+
+class UnsafeExposure(EmberError):
+    """The engine would listen on a non-loopback address without EMBER_ENGINE_KEY (and was not told to run open)."""

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from ember import __version__
+from ember.api.engine_key import EngineKeyRequired, OpenEngineWarning, check_exposure
 from ember.api.errors import install_error_handlers
 from ember.api.hosts import LocalHostOnly, is_loopback
 from ember.api.preload import preload
@@ -43,7 +44,10 @@ def origins_regex(extra: tuple[str, ...]) -> str:
 
 
 def create_app(settings: Settings, *, runner_factory: RunnerFactory | None = None) -> FastAPI:
-    """The engine app. ``runner_factory`` defaults to runner child processes; tests may pass a fake."""
+    """The engine app. ``runner_factory`` defaults to runner child processes; tests may pass a fake.
+
+    Raises UnsafeExposure for a non-loopback bind without EMBER_ENGINE_KEY (unless allowed to run open)."""
+    runs_open = check_exposure(settings)
     store = ModelStore(settings.models_path, noprune=settings.noprune)
     scheduler = Scheduler(settings, runner_factory)
     engine = Engine(settings, store, scheduler)
@@ -70,6 +74,10 @@ def create_app(settings: Settings, *, runner_factory: RunnerFactory | None = Non
                        allow_headers=_ALLOWED_HEADERS)
     if is_loopback(settings.bind_host):
         app.add_middleware(LocalHostOnly)
+    if settings.engine_key:
+        app.add_middleware(EngineKeyRequired, key=settings.engine_key)
+    elif runs_open:
+        app.add_middleware(OpenEngineWarning, bind_host=settings.bind_host)
     _include_routers(app)
     return app
 

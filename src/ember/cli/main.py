@@ -11,7 +11,7 @@ from ember import __version__
 from ember.cli import accounts, models
 from ember.cli.common import client, friendly_errors
 from ember.cli.format import human_size, relative_time, table
-from ember.config import Settings, describe
+from ember.config import ROLES, Settings, describe
 
 
 def _settings_epilog() -> str:
@@ -32,25 +32,38 @@ def cli() -> None:
 
 
 @cli.command(epilog=_settings_epilog())
-@click.option("--host", help="Bind address host:port (default 127.0.0.1:11434; env EMBER_HOST/OLLAMA_HOST).")
+@click.option("--host", help="Engine bind address host:port (default 127.0.0.1:11434; env EMBER_HOST/OLLAMA_HOST).")
 @click.option("--models", "models_dir", help="Model store directory (env EMBER_MODELS/OLLAMA_MODELS).")
 @click.option("--preload", multiple=True,
               help="Pull NAME, or create NAME=PATH from a GGUF or Modelfile, before serving (repeatable; env "
                    "EMBER_PRELOAD).")
-def serve(host: str | None, models_dir: str | None, preload: tuple[str, ...]) -> None:
-    """Run the engine server (Ollama API and OpenAI /v1 API)."""
+@click.option("--role", type=click.Choice(ROLES),
+              help="all: engine and web role in one process (default); engine: the inference API only; web: the "
+                   "authenticated gateway in front of EMBER_ENGINES (env EMBER_ROLE).")
+@click.option("--web-host", help="Web role bind address host:port (default 127.0.0.1:8080; env EMBER_WEB_HOST).")
+def serve(host: str | None, models_dir: str | None, preload: tuple[str, ...], role: str | None,
+          web_host: str | None) -> None:
+    """Run the server: the engine (Ollama and OpenAI APIs) and the web role (the same APIs behind API keys)."""
     from ember.cli.serve import run_server
+    from ember.errors import EmberError
 
     overrides: dict[str, Any] = {}
     if preload:
         overrides["preload"] = preload
     if host:
         overrides["host"] = host
+    if role:
+        overrides["role"] = role
+    if web_host:
+        overrides["web_host"] = web_host
     if models_dir:
         from pathlib import Path
 
         overrides["models_dir"] = Path(models_dir)
-    run_server(Settings.from_env(**overrides))
+    try:
+        run_server(Settings.from_env(**overrides))
+    except EmberError as exc:
+        raise click.ClickException(exc.message) from None
 
 
 @cli.command("list")

@@ -1,0 +1,115 @@
+"""Who is asking: an API key (``Authorization: Bearer`` or ``x-api-key``), or nobody (anonymous, loopback only).
+
+Only a hash of each secret is stored (``ember.db.keys``), so a lookup hashes what the client sent; the secret
+itself is never logged, audited or forwarded. A revoked, expired, disabled or pending key is a 401, like a
+wrong one: the caller has no usable credential. A valid key without the route's scope, or for a model outside
+its allow-list, is a 403.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import anyio.to_thread
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.datastructures import Headers
+
+from ember.db.database import Database
+from ember.db.keys import KEY_PREFIX, ApiKey, find_key, looks_like_key
+from ember.db.tables import utcnow
+from ember.errors import DatabaseUnavailable, Forbidden, Unauthorized
+
+# Anonymous use (EMBER_ANONYMOUS on a loopback bind) is Ollama's default trust model: everything but admin.
+ANONYMOUS_SCOPES = frozenset({"chat", "embed", "models"})
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The caller of one request, as far as authorization, limits and audit need to know."""
+
+    key: ApiKey | None
+
+    @property
+    def anonymous(self) -> bool:
+        return self.key is None
+
+    @property
+    def user_name(self) -> str | None:
+        return self.key.user_name if self.key else None
+
+    @property
+    def key_name(self) -> str | None:
+        return self.key.name if self.key else None
+
+    @property
+    def user_role(self) -> str:
+        return self.key.user_role if self.key else "user"
+
+    @property
+    def scopes(self) -> frozenset[str]:
+        return self.key.scopes if self.key else ANONYMOUS_SCOPES
+
+    @property
+    def privileged(self) -> bool:
+        """Admin keys may override locked model options."""
+        return "admin" in self.scopes
+
+    @property
+    def subject(self) -> str:
+        """What limits are counted against: the key (by id, never by secret), or all anonymous callers together."""
+        return f"key:{self.key.id}" if self.key else "anonymous"
+
+    def allows_model(self, model: str) -> bool:
+        return self.key is None or self.key.allows_model(model)
+
+
+ANONYMOUS = Principal(key=None)
+
+
+def presented_secret(headers: Headers) -> str | None:
+    """The credential the client sent, or None; a malformed ``Authorization`` header is a 401 of its own."""
+    authorization = headers.get("authorization")
+    if authorization is not None:
+        scheme, _, token = authorization.strip().partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized("malformed Authorization header: expected 'Bearer <API key>'")
+        return token.strip()
+    api_key = headers.get("x-api-key")
+    return api_key.strip() if api_key is not None and api_key.strip() else None
+
+
+class Authenticator:
+    def __init__(self, database: Database, *, anonymous: bool) -> None:
+        self.database = database
+        self.anonymous = anonymous
+
+    async def authenticate(self, headers: Headers) -> Principal:
+        secret = presented_secret(headers)
+        if secret is None or (self.anonymous and not secret.startswith(KEY_PREFIX)):
+            # In anonymous mode a placeholder token (SDKs insist on sending one) means "no key".
+            if self.anonymous:
+                return ANONYMOUS
+            raise Unauthorized("missing API key: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'")
+        if not looks_like_key(secret):
+            raise Unauthorized(f"invalid API key: Ember keys start with {KEY_PREFIX} followed by 43 characters")
+        key = await anyio.to_thread.run_sync(self._find, secret)
+        if key is None:
+            raise Unauthorized("invalid API key")
+        refusal = key.refusal(utcnow())
+        if refusal is not None:
+            raise Unauthorized(f"API key {key.name!r} cannot be used: {refusal}")
+        return Principal(key=key)
+
+    def _find(self, secret: str) -> ApiKey | None:
+        try:
+            return find_key(self.database, secret)
+        except SQLAlchemyError as exc:
+            raise DatabaseUnavailable("the key database cannot be reached; try again") from exc
+
+
+def authorize(principal: Principal, scope: str | None, model: str | None) -> None:
+    """Forbidden unless the caller holds ``scope`` (None: any valid caller) and may use ``model``."""
+    if scope is not None and scope not in principal.scopes:
+        raise Forbidden(f"API key {principal.key_name!r} lacks the {scope!r} scope this route needs")
+    if model is not None and not principal.allows_model(model):
+        raise Forbidden(f"API key {principal.key_name!r} may not use model {model!r}")

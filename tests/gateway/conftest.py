@@ -1,0 +1,54 @@
+"""Shared parts of the gateway suite: one real engine that demands EMBER_ENGINE_KEY (in this process, with
+real runner processes), one web role in front of it on SQLite, and a factory for users and keys."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ember.db import Database
+from tests.gateway.harness import ENGINE_KEY, Accounts, RunningWeb, start_web
+from tests.server_harness import RunningServer, start_server
+
+
+@pytest.fixture(scope="session")
+def keyed_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    running = start_server(tmp_path_factory.mktemp("gw-models"), engine_key=ENGINE_KEY)
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="session")
+def web_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
+    database = Database.open(f"sqlite:///{tmp_path_factory.mktemp('gw-home') / 'ember.db'}")
+    database.migrate()
+    yield database
+    database.close()
+
+
+@pytest.fixture(scope="session")
+def web(keyed_engine: RunningServer, web_db: Database) -> Iterator[RunningWeb]:
+    running = start_web(web_db, [keyed_engine.url])
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="session")
+def accounts(web_db: Database) -> Accounts:
+    return Accounts(web_db)
+
+
+@pytest.fixture
+def key(accounts: Accounts) -> str:
+    """A key with the chat, embed and models scopes, for all models."""
+    return accounts.key()
+
+
+@pytest.fixture
+def fresh_db(tmp_path: Path) -> Iterator[Database]:
+    database = Database.open(f"sqlite:///{tmp_path / 'ember.db'}")
+    database.migrate()
+    yield database
+    database.close()
