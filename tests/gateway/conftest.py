@@ -10,7 +10,7 @@ import pytest
 
 from ember.db import Database
 from tests.gateway.harness import ENGINE_KEY, Accounts, RunningWeb, start_web
-from tests.server_harness import RunningServer, start_server
+from tests.server_harness import RunningServer, free_port, start_server
 
 
 @pytest.fixture(scope="session")
@@ -52,3 +52,11 @@ def fresh_db(tmp_path: Path) -> Iterator[Database]:
     database.migrate()
     yield database
     database.close()
+
+
+@pytest.fixture
+def web_without_engines(fresh_db: Database) -> Iterator[RunningWeb]:
+    """A web role whose one engine URL is a closed port."""
+    running = start_web(fresh_db, [f"http://127.0.0.1:{free_port()}"])
+    yield running
+    running.stop()

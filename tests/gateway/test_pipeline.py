@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -13,8 +12,8 @@ import pytest
 from ember.db import Database
 from ember.db.audit import query_audit
 from tests.conftest import BUNDLED
-from tests.gateway.harness import ENGINE_KEY, RunningWeb, start_web
-from tests.server_harness import RunningServer, free_port
+from tests.gateway.harness import ENGINE_KEY, RunningWeb
+from tests.server_harness import RunningServer
 
 LONG = {"num_predict": 256, "temperature": 0.8, "seed": 7}
 
@@ -91,13 +90,6 @@ def test_engine_errors_keep_status_and_shape(web: RunningWeb, key: str) -> None:
         wrong_type = client.post("/api/embed", json={"model": 7, "input": "x"})
         assert wrong_type.status_code == 400
         assert missing.headers["x-request-id"] != bad.headers["x-request-id"]
-
-
-@pytest.fixture
-def web_without_engines(fresh_db: Database) -> Iterator[RunningWeb]:
-    running = start_web(fresh_db, [f"http://127.0.0.1:{free_port()}"])
-    yield running
-    running.stop()
 
 
 def test_no_reachable_engine_is_a_quick_clear_503(web_without_engines: RunningWeb, fresh_db: Database) -> None:

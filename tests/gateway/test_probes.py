@@ -6,7 +6,6 @@ import httpx
 
 from ember.db import Database
 from tests.gateway.harness import RunningWeb
-from tests.gateway.test_pipeline import web_without_engines  # noqa: F401 - the fixture is used by name
 
 
 def test_live_and_ready(web: RunningWeb) -> None:

@@ -39,6 +39,8 @@ from ember.gateway.routes_table import Route
 log = logging.getLogger(__name__)
 
 OVERRIDE_HEADER = "X-Ember-Overridden"
+NODE_HEADER = b"x-ember-node"  # which engine node answered: for operators, and for the routing tests
+RETRIED_HEADER = b"x-ember-retried"  # nodes that failed before the answering one, with why
 FINISH_TIMEOUT_S = 5.0
 
 
@@ -141,7 +143,9 @@ class Pipeline:
         exchange.node, exchange.status = upstream.node.name, upstream.response.status_code
         tracker = UsageTracker(sse=call.route.sse)
         body = self._pass_through(call, upstream, tracker, active)
-        headers = relay_headers(upstream.response)
+        headers = relay_headers(upstream.response) + [(NODE_HEADER, upstream.node.name.encode("latin-1"))]
+        if upstream.tried:
+            headers.append((RETRIED_HEADER, ", ".join(upstream.tried).encode("latin-1", "replace")))
         headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in exchange.headers.items()]
         return RelayResponse(upstream.response.status_code, headers, body)
 
