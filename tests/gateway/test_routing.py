@@ -167,3 +167,42 @@ def test_kill_9_of_a_node_during_a_burst(cluster: Cluster) -> None:
     with cluster.client() as client, ThreadPoolExecutor(6) as pool:
         nodes = {r.headers["x-ember-node"] for r in pool.map(lambda _: _chat(client, BUNDLED), range(6))}
     assert nodes == {a_name, b_name}
+
+
+def _where(client: httpx.Client, name: str) -> list[str]:
+    rows = {m["name"]: m["nodes"] for m in client.get("/api/tags").json()["models"]}
+    return sorted(rows.get(name, []))
+
+
+def test_model_management_goes_to_all_nodes_or_the_one_named(cluster: Cluster) -> None:
+    a_name, b_name = _node_name(cluster.a), _node_name(cluster.b)
+    with cluster.client() as client:
+        lines = [json.loads(line) for line in
+                 client.post("/api/create", json={"model": "fan:1", "from": BUNDLED}).text.splitlines()]
+        assert {line["node"] for line in lines} == {a_name, b_name} and lines[-1]["status"] == "success"
+        assert _where(client, "fan:1") == sorted([a_name, b_name])
+        assert client.post("/api/copy", json={"source": "fan:1", "destination": "fan:2"}).status_code == 200
+        assert _where(client, "fan:2") == sorted([a_name, b_name])
+        only_a = client.request("DELETE", "/api/delete", json={"model": "fan:1", "node": a_name})
+        assert only_a.status_code == 200 and _where(client, "fan:1") == [b_name]
+        assert client.request("DELETE", "/api/delete", json={"model": "fan:1"}).status_code == 200  # 404 on A: fine
+        assert client.request("DELETE", "/api/delete", json={"model": "fan:2"}).status_code == 200
+        assert _where(client, "fan:1") == _where(client, "fan:2") == []
+        gone = client.request("DELETE", "/api/delete", json={"model": "fan:2"})
+        assert gone.status_code == 404 and "2 of 2 nodes" in gone.json()["error"]
+        unknown = client.post("/api/create", json={"model": "x:1", "from": BUNDLED, "node": "nowhere:1"})
+        assert unknown.status_code == 400 and a_name in unknown.json()["error"]
+
+
+def test_blob_upload_reaches_every_node(cluster: Cluster) -> None:
+    import hashlib
+
+    data = b"ember gateway blob " * 1000
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    with cluster.client() as client:
+        assert client.head(f"/api/blobs/{digest}").status_code == 404
+        assert client.post(f"/api/blobs/{digest}", content=data).status_code in (200, 201)
+        assert client.head(f"/api/blobs/{digest}").status_code == 200
+    for engine in (cluster.a, cluster.b):
+        direct = httpx.head(f"{engine.url}/api/blobs/{digest}", headers={"Authorization": f"Bearer {ENGINE_KEY}"})
+        assert direct.status_code == 200

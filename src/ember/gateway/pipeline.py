@@ -146,7 +146,7 @@ class Pipeline:
         headers = relay_headers(upstream.response) + [(NODE_HEADER, upstream.node.name.encode("latin-1"))]
         if upstream.tried:
             headers.append((RETRIED_HEADER, ", ".join(upstream.tried).encode("latin-1", "replace")))
-        headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in exchange.headers.items()]
+        headers += exchange_headers(exchange)
         return RelayResponse(upstream.response.status_code, headers, body)
 
     async def _pass_through(self, call: Call, upstream: Upstream, tracker: UsageTracker,
@@ -197,6 +197,11 @@ class Pipeline:
         except Exception:
             log.exception("could not record metrics for request %s", exchange.request_id)
         self.audit.submit(exchange.audit_event())
+
+
+def exchange_headers(exchange: Exchange) -> list[tuple[bytes, bytes]]:
+    """The headers every answer to this request carries (request id, rate limits, overrides), for a relay."""
+    return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in exchange.headers.items()]
 
 
 def _extra_headers(exc: EmberError) -> dict[str, str]:

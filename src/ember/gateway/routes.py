@@ -7,7 +7,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from ember.errors import Forbidden
-from ember.gateway import listings
+from ember.gateway import fanout, listings
 from ember.gateway import routes_table as table
 from ember.gateway.pipeline import Call
 from ember.gateway.probes import liveness, readiness
@@ -96,6 +96,57 @@ async def ps(request: Request) -> Response:
 @router.get("/v1/models")
 async def models(request: Request) -> Response:
     return await gateway(request).pipeline.handle(request, table.MODEL_LIST, _models)
+
+
+async def _fan_out_streams(call: Call) -> Response:
+    return await fanout.fan_out(gateway(call.request).pipeline, call, streams=True)
+
+
+async def _fan_out_once(call: Call) -> Response:
+    return await fanout.fan_out(gateway(call.request).pipeline, call, streams=False)
+
+
+@router.post("/api/pull")
+async def pull(request: Request) -> Response:
+    return await gateway(request).pipeline.handle(request, table.PULL, _fan_out_streams)
+
+
+@router.post("/api/create")
+async def create(request: Request) -> Response:
+    return await gateway(request).pipeline.handle(request, table.CREATE, _fan_out_streams)
+
+
+@router.post("/api/copy")
+async def copy(request: Request) -> Response:
+    return await gateway(request).pipeline.handle(request, table.COPY, _fan_out_once)
+
+
+@router.delete("/api/delete")
+async def delete(request: Request) -> Response:
+    return await gateway(request).pipeline.handle(request, table.DELETE, _fan_out_once)
+
+
+@router.post("/api/push")
+async def push(request: Request) -> Response:
+    return await gateway(request).pipeline.handle(request, table.PUSH, _forward)
+
+
+async def _blob_exists(call: Call) -> Response:
+    return await fanout.blob_exists(gateway(call.request).pipeline, call)
+
+
+async def _upload_blob(call: Call) -> Response:
+    return await fanout.upload_blob(gateway(call.request).pipeline, call)
+
+
+@router.head("/api/blobs/{digest}")
+async def blob_exists(request: Request) -> Response:
+    return await gateway(request).pipeline.handle(request, table.BLOB, _blob_exists)
+
+
+@router.post("/api/blobs/{digest}")
+async def upload_blob(request: Request) -> Response:
+    return await gateway(request).pipeline.handle(request, table.BLOB, _upload_blob)
 
 
 @router.get("/metrics")

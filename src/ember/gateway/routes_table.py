@@ -39,3 +39,11 @@ MODEL_INFO = Route("/v1/models/{name}", None, api="openai", model_keys=(), json_
 TAGS = Route("/api/tags", None, model_keys=(), json_body=False)
 PS = Route("/api/ps", None, model_keys=(), json_body=False)
 MODEL_LIST = Route("/v1/models", None, api="openai", model_keys=(), json_body=False)
+
+# Model management: to the node named in the body ("node") or ?node=, else to every healthy node.
+PULL = Route("/api/pull", MODELS, stream_default=True)
+CREATE = Route("/api/create", MODELS, stream_default=True)
+COPY = Route("/api/copy", MODELS, model_keys=("source",))
+DELETE = Route("/api/delete", MODELS)
+PUSH = Route("/api/push", MODELS, stream_default=True)  # from one node that has the model
+BLOB = Route("/api/blobs/{digest}", MODELS, model_keys=(), json_body=False)
