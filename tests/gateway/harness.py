@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import uvicorn
-from fastapi import FastAPI
+from starlette.applications import Starlette
 
 from ember.config import Settings
 from ember.db import Database
@@ -27,7 +27,7 @@ from tests.server_harness import TEST_DEFAULTS, free_port
 ENGINE_KEY = "engine-secret-for-tests-0123456789"
 
 
-def serve_in_thread(app: FastAPI, port: int) -> tuple[uvicorn.Server, threading.Thread]:
+def serve_in_thread(app: Starlette, port: int) -> tuple[uvicorn.Server, threading.Thread]:
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=5)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -43,7 +43,7 @@ def serve_in_thread(app: FastAPI, port: int) -> tuple[uvicorn.Server, threading.
 @dataclass
 class RunningWeb:
     settings: Settings
-    app: FastAPI
+    app: Starlette
     server: uvicorn.Server
     thread: threading.Thread
 

@@ -9,9 +9,8 @@ from contextlib import asynccontextmanager
 
 import anyio.to_thread
 import httpx
-from fastapi import FastAPI
+from starlette.applications import Starlette
 
-from ember import __version__
 from ember.config import Settings, split_host
 from ember.db.database import Database
 from ember.gateway.audit import AuditWriter
@@ -48,7 +47,7 @@ def anonymous_allowed(settings: Settings) -> bool:
 
 
 def create_web_app(settings: Settings, *, database: Database, transport: httpx.AsyncBaseTransport | None = None,
-                   guards: Guards | None = None, check_interval: float = 5.0, cooldown: float = 10.0) -> FastAPI:
+                   guards: Guards | None = None, check_interval: float = 5.0, cooldown: float = 10.0) -> Starlette:
     """The web role. ``database`` is open and migrated; ``transport`` replaces the network for tests."""
     guards = guards or Guards()
     client = httpx.AsyncClient(transport=transport, limits=httpx.Limits(max_connections=1000,
@@ -62,7 +61,7 @@ def create_web_app(settings: Settings, *, database: Database, transport: httpx.A
     pipeline = Pipeline(settings, auth, pool, audit, guards)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
         audit.start()
         await anyio.to_thread.run_sync(offer_setup_link, settings, database)
         await pool.start()
@@ -74,12 +73,10 @@ def create_web_app(settings: Settings, *, database: Database, transport: httpx.A
             await client.aclose()
             await anyio.to_thread.run_sync(audit.close)
 
-    app = FastAPI(title="Ember gateway", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
-                  openapi_url=None)
+    from ember.gateway.routes import routes
+
+    app = Starlette(routes=routes(), lifespan=lifespan)
     app.state.gateway = Gateway(settings=settings, database=database, client=client, auth=auth, pool=pool,
                                 audit=audit, guards=guards, pipeline=pipeline)
     install_error_handlers(app)
-    from ember.gateway.routes import router
-
-    app.include_router(router)
     return app
