@@ -28,6 +28,8 @@ def test_anonymous_on_loopback(anonymous_web: RunningWeb) -> None:
     wrong = httpx.get(anonymous_web.url + "/api/tags", headers={"x-api-key": "ember_sk_" + "x" * 43})
     assert wrong.status_code == 401  # a wrong Ember key is still wrong
     assert httpx.get(anonymous_web.url + "/metrics").status_code in (403, 404)  # no admin scope for anyone
+    rebound = httpx.get(anonymous_web.url + "/api/tags", headers={"Host": "attacker.example:8080"})
+    assert rebound.status_code == 401  # a DNS-rebinding page reaches loopback under its own name: no free pass
 
 
 def test_anonymous_is_ignored_off_loopback(caplog: pytest.LogCaptureFixture) -> None:

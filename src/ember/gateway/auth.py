@@ -78,6 +78,14 @@ def presented_secret(headers: Headers) -> str | None:
     return api_key.strip() if api_key is not None and api_key.strip() else None
 
 
+def addressed_locally(headers: Headers) -> bool:
+    """Whether the request names a loopback host. A web page that DNS-rebinds its own domain to 127.0.0.1
+    reaches a loopback server under that domain's name; anonymous use is refused to such requests."""
+    host = headers.get("host", "").lower()
+    name = host[1:].split("]", 1)[0] if host.startswith("[") else host.rsplit(":", 1)[0] if ":" in host else host
+    return name in ("localhost", "127.0.0.1", "::1") or name.endswith(".localhost") or name.startswith("127.")
+
+
 class Authenticator:
     def __init__(self, database: Database, *, anonymous: bool) -> None:
         self.database = database
@@ -88,7 +96,7 @@ class Authenticator:
         secret = presented_secret(headers)
         if secret is None or (self.anonymous and not secret.startswith(KEY_PREFIX)):
             # In anonymous mode a placeholder token (SDKs insist on sending one) means "no key".
-            if self.anonymous:
+            if self.anonymous and addressed_locally(headers):
                 return ANONYMOUS
             raise Unauthorized("missing API key: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'")
         if not looks_like_key(secret):
