@@ -134,10 +134,10 @@ def build_llama_server() -> str:
 def ember_command() -> list[str]:
     exe = shutil.which("ember", path=str(Path(sys.executable).parent)) or shutil.which("ember")
     if exe:
-        return [exe, "serve"]
+        return [exe, "serve", "--role", "engine"]
     # not `python -m ember.cli.main`: running the module as __main__ imports it twice
     return [sys.executable, "-c", "import sys; from ember.cli.main import main; sys.argv[0] = 'ember'; main()",
-            "serve"]
+            "serve", "--role", "engine"]
 
 
 # llama_cpp.server with weight repacking off on AMX CPUs, where llama.cpp's AMX kernels segfault;

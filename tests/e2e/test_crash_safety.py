@@ -104,7 +104,8 @@ class ServerProcess:
                    EMBER_CONTEXT_LENGTH="512", EMBER_LOG_LEVEL="info", **self.extra_env)
         self.log = self.log_dir / f"serve-{self.starts}.log"
         with open(self.log, "wb") as log:
-            self.process = subprocess.Popen([sys.executable, "-m", "ember.cli.main", "serve"], env=env,
+            self.process = subprocess.Popen([sys.executable, "-m", "ember.cli.main", "serve", "--role", "engine"],
+                                            env=env,
                                             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                             start_new_session=True)
         self.groups.append(self.process.pid)
