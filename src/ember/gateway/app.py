@@ -71,6 +71,7 @@ def create_web_app(settings: Settings, *, database: Database, transport: httpx.A
         finally:
             await pool.close()
             await client.aclose()
+            await guards.aclose()
             await anyio.to_thread.run_sync(audit.close)
 
     from ember.gateway.routes import routes

@@ -43,7 +43,8 @@ class Principal:
 
     @property
     def user_role(self) -> str:
-        return self.key.user_role if self.key else "user"
+        """The role whose default limits apply: the key's user's, or ``anonymous``."""
+        return self.key.user_role if self.key else "anonymous"
 
     @property
     def scopes(self) -> frozenset[str]:

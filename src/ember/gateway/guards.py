@@ -60,3 +60,7 @@ class Guards:
     def metrics(self) -> tuple[bytes, str] | None:
         """The web role's /metrics body and content type, or None when metrics are not wired in."""
         return None
+
+    async def aclose(self) -> None:
+        """Release what the guards hold (a Redis connection)."""
+        return None
