@@ -12,7 +12,7 @@ import pytest
 from ember.db import Database
 from ember.db.audit import query_audit
 from tests.conftest import BUNDLED
-from tests.gateway.harness import ENGINE_KEY, RunningWeb
+from tests.gateway.harness import ENGINE_KEY, RunningWeb, start_web
 from tests.server_harness import RunningServer
 
 LONG = {"num_predict": 256, "temperature": 0.8, "seed": 7}
@@ -105,3 +105,16 @@ def test_no_reachable_engine_is_a_quick_clear_503(web_without_engines: RunningWe
     assert time.monotonic() - started < 10
     web_without_engines.flush_audit()
     assert {r.status for r in query_audit(fresh_db)} == {503}
+
+
+def test_an_engine_refusing_the_engine_key_is_a_setup_error(keyed_engine: RunningServer, fresh_db: Database) -> None:
+    from tests.gateway.harness import Accounts
+
+    running = start_web(fresh_db, [keyed_engine.url], engine_key="not-the-engine-key")
+    try:
+        with running.client(Accounts(fresh_db).key()) as client:
+            response = client.post("/api/show", json={"model": BUNDLED})
+        assert response.status_code == 503 and "EMBER_ENGINE_KEY" in response.json()["error"]
+        assert "www-authenticate" not in response.headers  # the client's key was fine
+    finally:
+        running.stop()

@@ -72,6 +72,12 @@ async def open_upstream(pool: EnginePool, outgoing: Outgoing, *, model: str | No
             pool.mark_failed(node, reason)
             failures.append(f"{node.name}: {reason}")
             continue
+        if response.status_code == 401:  # the engine refused our EMBER_ENGINE_KEY: a setup fault, not the client's
+            await response.aclose()
+            pool.ended(node, model)
+            pool.mark_failed(node, "refused the gateway's EMBER_ENGINE_KEY (do the keys differ?)")
+            failures.append(f"{node.name}: refused the gateway's EMBER_ENGINE_KEY")
+            continue
         if response.status_code == 503 and pinned is None and _another(pool, model, tried):
             await response.aclose()
             pool.ended(node, model)
