@@ -15,6 +15,7 @@ from typing import Any
 
 from ember.engine.batcher import Batcher
 from ember.engine.llama import Batch, Context, ContextSpec, Model, Sampler
+from ember.engine.logprobs import token_logprob
 from ember.engine.messages import (
     Cancel,
     Command,
@@ -31,6 +32,7 @@ from ember.engine.messages import (
     RunnerInfo,
     RunnerSpec,
     Tokenize,
+    TokenLogprob,
 )
 
 _KV_BYTES = {"f16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32}
@@ -57,6 +59,9 @@ class LlamaBackend:
 
     def sample(self, sampler: Sampler, index: int) -> int:
         return sampler.sample(self.ctx, index)
+
+    def logprob(self, index: int, token: int, top_n: int) -> TokenLogprob:
+        return token_logprob(self.ctx.logits(index, self.n_vocab), token, top_n, self.model.piece)
 
     def free_sampler(self, sampler: Sampler | None) -> None:
         if sampler is not None:

@@ -14,7 +14,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ember.config import Settings
-from ember.engine.messages import Done
+from ember.engine.logprobs import MAX_TOP_LOGPROBS
+from ember.engine.messages import Done, TokenLogprob
 from ember.engine.parsers import ThinkingParser, ToolCallParser
 from ember.engine.prompt import ModelTraits, render_chat, render_generate
 from ember.engine.scheduler import Lease, Scheduler
@@ -39,6 +40,8 @@ class GenerateParams:
     keep_alive: float | None = None
     think: bool | str | None = None
     truncate: bool = True
+    logprobs: bool = False
+    top_logprobs: int = 0
 
 
 @dataclass
@@ -51,6 +54,8 @@ class ChatParams:
     keep_alive: float | None = None
     think: bool | str | None = None
     truncate: bool = True
+    logprobs: bool = False
+    top_logprobs: int = 0
 
 
 @dataclass
@@ -67,6 +72,7 @@ class Started:
 class Delta:
     content: str = ""
     thinking: str = ""
+    logprobs: list[TokenLogprob] = field(default_factory=list)  # of the tokens this text came from, when asked
 
 
 @dataclass
@@ -170,7 +176,8 @@ class Engine:
             return self._fit_tokens(tokens, limit, p.truncate)
 
         async for event in self._run(model, traits, opts, p.format, p.keep_alive, p.think, build,
-                                     tools=False, want_context=not p.raw):
+                                     tools=False, want_context=not p.raw,
+                                     top_logprobs=_top_logprobs(p.logprobs, p.top_logprobs)):
             yield event
 
     async def chat(self, p: ChatParams) -> AsyncGenerator[Event, None]:
@@ -190,7 +197,8 @@ class Engine:
             return await self._fit_messages(lease, traits, messages, p.tools, think, limit, p.truncate)
 
         async for event in self._run(model, traits, opts, p.format, p.keep_alive, p.think, build,
-                                     tools=bool(p.tools), want_context=False):
+                                     tools=bool(p.tools), want_context=False,
+                                     top_logprobs=_top_logprobs(p.logprobs, p.top_logprobs)):
             yield event
 
     def _check_common(self, model: LocalModel, traits: ModelTraits, think: bool | str | None,
@@ -263,7 +271,7 @@ class Engine:
 
     async def _run(self, model: LocalModel, traits: ModelTraits, opts: dict[str, Any], fmt: Any,
                    keep_alive: float | None, think: bool | str | None, build: PromptBuilder, *, tools: bool,
-                   want_context: bool) -> AsyncGenerator[Event, None]:
+                   want_context: bool, top_logprobs: int | None) -> AsyncGenerator[Event, None]:
         started = time.monotonic()
         deadline = asyncio.get_running_loop().time() + self.settings.request_timeout
         async with AsyncExitStack() as stack:
@@ -275,21 +283,26 @@ class Engine:
                                ToolCallParser() if tools else None)
             sampling = sampling_from(opts, max_predict=self.settings.max_predict)
             events = lease.runner.generate(prompt.tokens, _runner_options(sampling, fmt), tuple(sampling.stop),
-                                           sampling.num_predict, limit, deadline)
+                                           sampling.num_predict, limit, deadline, top_logprobs=top_logprobs)
             stats = Done(0, "stop")
+            logprobs: list[TokenLogprob] = []  # text a parser holds back keeps its logprobs until it comes out
             try:
                 async for event in events:
                     if isinstance(event, Done):
                         stats = event
                         break
+                    logprobs.extend(event.logprobs)
                     delta = parsers.split(event.text)
                     if delta.content or delta.thinking:
+                        delta.logprobs, logprobs = logprobs, []
                         yield delta
             except TimeoutError:
                 raise self._deadline_error() from None
             finally:
                 await events.aclose()
             for item in parsers.finish():
+                if isinstance(item, Delta):
+                    item.logprobs, logprobs = logprobs, []
                 yield item
             context = prompt.tokens + stats.tokens if want_context else None
             yield _finished(model, stats, prompt, lease, time.monotonic() - started, context)
@@ -330,6 +343,12 @@ class Engine:
         vectors = [_shape(vec, normalize, dimensions) for vec, _ in results]
         return Embeddings(model.name.display, vectors, sum(n for _, n in results),
                           _ns(time.monotonic() - started), _ns(lease.load_duration))
+
+
+def _top_logprobs(wanted: bool, top: int) -> int | None:
+    if not 0 <= top <= MAX_TOP_LOGPROBS:
+        raise BadRequest(f"top_logprobs must be between 0 and {MAX_TOP_LOGPROBS}")
+    return top if wanted else None
 
 
 def _runner_options(sampling: Sampling, fmt: Any) -> dict[str, Any]:
