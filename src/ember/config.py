@@ -117,7 +117,9 @@ class Settings:
     )
     max_predict: int = field(
         default=4096,
-        metadata=_meta("EMBER_MAX_PREDICT", help="Server-wide cap on generated tokens per request (num_predict)."),
+        metadata=_meta("EMBER_MAX_PREDICT",
+                       help="Server-wide cap on generated tokens per request (num_predict); the web role lowers "
+                            "larger asks."),
     )
     num_thread: int = field(
         default=0,
@@ -209,7 +211,8 @@ class Settings:
     )
     redis_prefix: str = field(
         default="ember:",
-        metadata=_meta("EMBER_REDIS_PREFIX", help="Prefix of every Redis key Ember writes (several Embers, one Redis)"),
+        metadata=_meta("EMBER_REDIS_PREFIX",
+                       help="Prefix of every Redis key Ember writes (several Embers, one Redis)."),
     )
     limits_admin: str = field(
         default="",
@@ -223,7 +226,7 @@ class Settings:
     )
     limits_anonymous: str = field(
         default="rpm=600,concurrency=16",
-        metadata=_meta("EMBER_LIMITS_ANONYMOUS", help="Limits of anonymous callers (EMBER_ANONYMOUS), shared by all."),
+        metadata=_meta("EMBER_LIMITS_ANONYMOUS", help="Default limits of anonymous callers (EMBER_ANONYMOUS)."),
     )
     max_num_ctx: int = field(
         default=0,
