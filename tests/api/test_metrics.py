@@ -99,7 +99,12 @@ def test_refusals_are_counted_without_client_chosen_labels(client: httpx.Client)
     before = scrape(client)
     assert client.post("/api/chat", json={"model": "no-such-model", "messages": []}).status_code == 404
     assert client.get("/api/no/such/route/x7f3").status_code == 404
+    refused = client.post("/api/chat", json={"model": BUNDLED, "think": True,
+                                             "messages": [{"role": "user", "content": "hi"}]})
+    assert refused.status_code == 400  # smollm2 cannot think: refused after the model was resolved
     after = scrape(client)
+    assert get(after, "ember_requests_total", route="/api/chat", model=BUNDLED, status="400") == \
+        get(before, "ember_requests_total", route="/api/chat", model=BUNDLED, status="400") + 1
     assert get(after, "ember_requests_total", route="/api/chat", model="", status="404") == \
         get(before, "ember_requests_total", route="/api/chat", model="", status="404") + 1
     assert get(after, "ember_requests_total", route="other", model="", status="404") == \

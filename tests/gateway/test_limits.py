@@ -177,6 +177,21 @@ async def test_memory_bucket_refills_evenly_over_the_minute() -> None:
     assert (await limiter.admit("k", quota)).headers["x-ratelimit-remaining-requests"] == "5"  # full, not more
 
 
+async def test_memory_limiter_forgets_idle_refilled_subjects_only() -> None:
+    clock = Clock()
+    limiter = MemoryLimiter(clock=clock, prune_every=10)
+    running = await limiter.admit("busy", Quota(concurrency=5))
+    owing = await limiter.admit("owing", Quota(tpm=60))
+    await owing.finish(600)  # ten minutes of tokens owed
+    for index in range(7):
+        await (await limiter.admit(f"client-{index}", Quota(rpm=60))).finish(0)
+    clock.now += 61  # the rpm buckets are full again; the tokens are still owed; "busy" is still running
+    await limiter.admit("late", Quota(rpm=60))  # the 10th admission sweeps
+    assert limiter.subjects == 3  # busy, owing, late
+    assert (await refused(limiter.admit("owing", Quota(tpm=60)))).limit == "tokens"
+    await running.finish(0)
+
+
 async def test_redis_bucket_refills_on_redis_time(replicas: Callable[[], Limiter]) -> None:
     limiter = replicas()
     quota = Quota(rpm=60)  # one request per second

@@ -4,7 +4,7 @@ Three sources:
 - ``RequestMetrics``, an ASGI middleware, counts every HTTP request by route template, model and status and
   times it to its last byte (streams included);
 - ``EngineMetrics`` is the engine's observer: tokens, time to first token and queue wait per model, and the
-  model a request used, for the middleware's label;
+  model a request resolved to, for the middleware's label (a context variable the middleware sets);
 - ``SchedulerCollector`` reads the scheduler at scrape time: active and queued requests, loaded models, their
   memory, and runner restarts.
 
@@ -69,15 +69,18 @@ class EngineMetrics:
 
     # -- EngineObserver ---------------------------------------------------------------------------------------
 
+    def resolved(self, model: str) -> None:
+        labels = _current.get()
+        if labels is not None:
+            labels.model = model
+
     def queue_wait(self, model: str, seconds: float) -> None:
-        _note_model(model)
         self.queue.labels(model).observe(seconds)
 
     def first_token(self, model: str, seconds: float) -> None:
         self.ttft.labels(model).observe(seconds)
 
     def finished(self, model: str, prompt_tokens: int, completion_tokens: int) -> None:
-        _note_model(model)
         self.prompt_tokens.labels(model).inc(prompt_tokens)
         self.generated_tokens.labels(model).inc(completion_tokens)
 
@@ -89,12 +92,6 @@ class EngineMetrics:
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
-
-
-def _note_model(model: str) -> None:
-    labels = _current.get()
-    if labels is not None:
-        labels.model = model
 
 
 class SchedulerCollector(Collector):

@@ -119,6 +119,9 @@ PromptBuilder = Callable[[Lease, int], Awaitable[_Prompt]]
 class EngineObserver(Protocol):
     """Told about each request's milestones (the API's /metrics implements it); must not block."""
 
+    def resolved(self, model: str) -> None:
+        """The request is for this model (its resolved display name)."""
+
     def queue_wait(self, model: str, seconds: float) -> None:
         """A request got its slot after ``seconds`` (queueing and loading the model included)."""
 
@@ -130,6 +133,9 @@ class EngineObserver(Protocol):
 
 
 class _Unobserved:
+    def resolved(self, model: str) -> None:
+        pass
+
     def queue_wait(self, model: str, seconds: float) -> None:
         pass
 
@@ -159,6 +165,7 @@ class Engine:
         if not name:
             raise BadRequest("model is required")
         model = await asyncio.to_thread(self.store.resolve, name)
+        self.observer.resolved(model.name.display)
         traits = self._traits.get(model.digest)
         if traits is None:
             traits = await asyncio.to_thread(traits_for, model)
@@ -172,8 +179,8 @@ class Engine:
             await self.scheduler.unload(model)
             return Finished(model.name.display, "unload")
         opts = merge_options(parse_options(model.params), options)
-        async with self.scheduler.lease(model, num_ctx=opts.get("num_ctx"), keep_alive=keep_alive):
-            pass
+        async with self.scheduler.lease(model, num_ctx=opts.get("num_ctx"), keep_alive=keep_alive) as lease:
+            self.observer.queue_wait(model.name.display, lease.load_duration)
         return Finished(model.name.display, "load")
 
     # -- generation ----------------------------------------------------------------------------------

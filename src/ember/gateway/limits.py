@@ -170,6 +170,10 @@ class _Subject:
     requests: _Bucket | None = None
     tokens: _Bucket | None = None
     active: int = 0
+    full_at: float = -math.inf  # from then on both buckets are full again: forgetting the subject changes nothing
+
+    def refills_by(self, moment: float) -> None:
+        self.full_at = max(self.full_at, moment)
 
 
 @dataclass
@@ -177,7 +181,9 @@ class MemoryLimiter:
     """Buckets in this process. ``admit`` never awaits between check and take, so it is atomic on the loop."""
 
     clock: Callable[[], float] = time.monotonic
+    prune_every: int = 1024  # admissions between sweeps of idle, refilled subjects (keeps memory bounded)
     _subjects: dict[str, _Subject] = field(default_factory=dict)
+    _admitted: int = 0
 
     async def admit(self, subject: str, quota: Quota) -> Admission:
         return self.admit_now(subject, quota)
@@ -198,7 +204,11 @@ class MemoryLimiter:
         if quota.rpm is not None:
             requests -= 1
             state.requests = _Bucket(requests, now)
+            state.refills_by(now + seconds_to(requests, quota.rpm, quota.rpm))
         state.active += 1
+        self._admitted += 1
+        if self._admitted % self.prune_every == 0:
+            self._prune(now)
         return Admission(rate_headers(quota, requests, tokens), lambda used: self._release(subject, quota, used))
 
     @staticmethod
@@ -215,7 +225,19 @@ class MemoryLimiter:
         state.active = max(0, state.active - 1)
         if quota.tpm is not None and tokens:
             now = self.clock()
-            state.tokens = _Bucket(self._level(state.tokens, quota.tpm, now) - tokens, now)
+            level = self._level(state.tokens, quota.tpm, now) - tokens
+            state.tokens = _Bucket(level, now)
+            state.refills_by(now + seconds_to(level, quota.tpm, quota.tpm))
+
+    def _prune(self, now: float) -> None:
+        idle = [name for name, state in self._subjects.items() if state.active == 0 and state.full_at <= now]
+        for name in idle:
+            del self._subjects[name]
+
+    @property
+    def subjects(self) -> int:
+        """How many subjects are remembered (for tests of the pruning)."""
+        return len(self._subjects)
 
     async def aclose(self) -> None:
         self._subjects.clear()
