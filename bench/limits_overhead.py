@@ -71,8 +71,8 @@ async def measure(redis_url: str, n: int) -> dict[str, dict[str, float]]:
             await client.delete(*keys)
         await client.aclose()
 
-    policy = ModelPolicy(model="smollm2:135m", system="Be brief.",
-                         defaults=MappingProxyType({"num_ctx": 2048, "temperature": 0.2}), locked=frozenset({"num_ctx"}))
+    policy = ModelPolicy(model="smollm2:135m", system="Be brief.", locked=frozenset({"num_ctx"}),
+                         defaults=MappingProxyType({"num_ctx": 2048, "temperature": 0.2}))
     settings = Settings(max_num_ctx=8192, max_keep_alive=600.0)
     body = {"model": "smollm2:135m", "messages": [{"role": "user", "content": "hi"}] * 8,
             "options": {"num_ctx": 32768, "num_predict": 100}, "keep_alive": "1h"}
