@@ -404,5 +404,11 @@ def test_reset_durations_are_written_as_openai_does() -> None:
         ["0s", "21ms", "1s", "1.5s", "60s", "1m0s", "6m0s", "1m2s"]
 
 
+def test_quota_values_must_be_positive() -> None:
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="positive integer"):
+            Quota(rpm=bad)  # type: ignore[arg-type]
+
+
 def test_build_limiter_is_in_memory_without_redis() -> None:
     assert isinstance(build_limiter(Settings()), MemoryLimiter)

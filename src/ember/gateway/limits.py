@@ -45,6 +45,12 @@ class Quota:
     tpm: int | None = None
     concurrency: int | None = None
 
+    def __post_init__(self) -> None:
+        for name in ("rpm", "tpm", "concurrency"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+                raise ValueError(f"quota {name} must be a positive integer or None, got {value!r}")
+
     @property
     def unlimited(self) -> bool:
         return self.rpm is None and self.tpm is None and self.concurrency is None
@@ -82,7 +88,8 @@ class Admission:
             return
         self._finished = True
         if self._release is not None:
-            await self._release(max(0, int(tokens)))
+            # Shielded: a request cancelled (its client went away) while giving its slot back still gives it back.
+            await asyncio.shield(self._release(max(0, int(tokens))))
 
 
 class Limiter(Protocol):
