@@ -99,6 +99,18 @@ def test_locked_system_prompt_replaces_system_and_developer_messages() -> None:
     assert generate.body["system"] == "House rules." and generate.overridden == ("system",)
 
 
+def test_raw_generate_gets_no_default_system_and_cannot_skip_a_locked_one() -> None:
+    default = ModelPolicy(model=BUNDLED, system="Be brief.")
+    raw = {"model": BUNDLED, "prompt": "<|im_start|>user\nhi", "raw": True}
+    out = apply_policy(raw, api="ollama", policy=default, settings=SETTINGS, privileged=False)
+    assert "system" not in out.body  # the engine refuses a system prompt in raw mode
+    locked = ModelPolicy(model=BUNDLED, system="House rules.", locked=frozenset({"system"}))
+    for body in (raw, {"model": BUNDLED, "prompt": "hi", "template": "{{ .Prompt }}"}):
+        with pytest.raises(BadRequest, match="system prompt is locked"):
+            apply_policy(body, api="ollama", policy=locked, settings=SETTINGS, privileged=False)
+        apply_policy(body, api="ollama", policy=locked, settings=SETTINGS, privileged=True)  # admins may
+
+
 def test_a_locked_option_without_a_value_is_removed() -> None:
     policy = ModelPolicy(model=BUNDLED, locked=frozenset({"seed", "system"}))
     out = apply_policy(chat(options={"seed": 7}, messages=[{"role": "system", "content": "x"}]), api="ollama",

@@ -20,6 +20,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ember.config import Settings, parse_limits
@@ -58,13 +59,19 @@ class Quota:
 
 def quota_for(key: ApiKey | None, role: str, settings: Settings) -> Quota:
     """The key's own limits where it has them, else the defaults of ``role`` (admin, user or anonymous)."""
-    defaults = parse_limits(_role_limits(role, settings), f"limits of role {role}")
+    defaults = _parsed_limits(_role_limits(role, settings))
     return Quota(
         rpm=(key.rpm if key is not None and key.rpm is not None else defaults.get("rpm")),
         tpm=(key.tpm if key is not None and key.tpm is not None else defaults.get("tpm")),
         concurrency=(key.concurrency if key is not None and key.concurrency is not None
                      else defaults.get("concurrency")),
     )
+
+
+@lru_cache(maxsize=32)
+def _parsed_limits(text: str) -> dict[str, int]:
+    """Role defaults are parsed once per distinct text, not on every request (callers only read the dict)."""
+    return parse_limits(text, "role limits")
 
 
 def _role_limits(role: str, settings: Settings) -> str:

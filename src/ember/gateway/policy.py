@@ -62,6 +62,8 @@ def _fill_defaults(request: _Request, policy: ModelPolicy) -> None:
 
 
 def _enforce_locks(request: _Request, policy: ModelPolicy) -> list[str]:
+    if SYSTEM in policy.locked:
+        request.check_system_cannot_be_bypassed()
     overridden = []
     for name in sorted(policy.locked):
         wanted = policy.system if name == SYSTEM else policy.defaults.get(name, _MISSING)
@@ -215,5 +217,11 @@ class _Request:
         self.body["messages"] = ([{"role": "system", "content": text}] if text is not None else []) + kept
 
     def _takes_system_field(self) -> bool:
-        """Ollama's /api/generate has a ``system`` field; it is the only body with a prompt and no messages."""
-        return self.api == "ollama" and "prompt" in self.body
+        """Ollama's /api/generate has a ``system`` field; it is the only body with a prompt and no messages.
+        In raw mode there is no template to put a system prompt in (the engine refuses one)."""
+        return self.api == "ollama" and "prompt" in self.body and not self.body.get("raw")
+
+    def check_system_cannot_be_bypassed(self) -> None:
+        """A locked system prompt would be skipped by /api/generate's raw mode or a template of the caller's."""
+        if self.api == "ollama" and "prompt" in self.body and (self.body.get("raw") or self.body.get("template")):
+            raise BadRequest("this model's system prompt is locked: raw mode and custom templates are not allowed")
