@@ -104,14 +104,17 @@ class ServerBusy(EmberError):
 
 
 class RateLimited(EmberError):
-    """Over a rate limit. ``limit`` names which one (requests, tokens or concurrency); ``headers`` are the
-    x-ratelimit-* values and Retry-After to send with the 429."""
+    """Over a rate limit. ``limit`` names which one (requests, tokens or concurrency) and is also the error's
+    type, as OpenAI's 429 bodies say ``"type": "requests"`` with ``"code": "rate_limit_exceeded"``; ``headers``
+    are the x-ratelimit-* values and Retry-After to send with the 429."""
 
     status = 429
-    kind = "rate_limit_error"
+    kind = "rate_limit_exceeded"
+    code = "rate_limit_exceeded"
 
     def __init__(self, message: str, *, limit: str, retry_after: float, headers: dict[str, str]) -> None:
         super().__init__(message)
+        self.kind = limit
         self.limit = limit
         self.retry_after = retry_after
         self.headers = headers

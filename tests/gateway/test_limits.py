@@ -88,7 +88,7 @@ async def test_request_over_rpm_is_refused_with_retry_after_and_headers(limiter:
     remaining = [(await limiter.admit("k", quota)).headers["x-ratelimit-remaining-requests"] for _ in range(3)]
     assert remaining == ["2", "1", "0"]
     error = await refused(limiter.admit("k", quota))
-    assert error.status == 429 and error.limit == "requests"
+    assert error.status == 429 and error.limit == "requests" and error.kind == "requests"
     assert 1 <= int(error.headers["Retry-After"]) <= 20  # one request refills in 60/3 = 20 s
     assert error.headers["x-ratelimit-limit-requests"] == "3"
     assert error.headers["x-ratelimit-remaining-requests"] == "0"
