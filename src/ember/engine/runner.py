@@ -168,14 +168,18 @@ class RunnerHandle:
 
     async def _call(self, make: Callable[[int], Command]) -> Any:
         rid, inbox = self._open()
+        answered = False
         try:
             self._send(make(rid))
             msg = await inbox.get()
+            answered = True
             if isinstance(msg, Result):
                 return msg.value
             _raise(msg)
         finally:
             self._queues.pop(rid, None)
+            if not answered and self.alive:
+                self._send(Cancel(rid))  # an abandoned embedding batch stops at its next input
 
     def _open(self) -> tuple[int, _Inbox]:
         if not self.alive:
