@@ -8,13 +8,16 @@ from types import MappingProxyType
 from typing import Any
 
 import httpx
+import hypothesis
 import pytest
+from hypothesis import strategies as st
 
 from ember.config import Settings
 from ember.db.policies import ModelPolicy
 from ember.errors import BadRequest
 from ember.gateway.policy import OVERRIDE_HEADER, apply_policy
 from tests.conftest import BUNDLED
+from tests.fuzz.values import HOSTILE, IN_CI, as_parsed
 
 SETTINGS = Settings(max_predict=512, max_num_ctx=8192, max_keep_alive=300.0)
 LOCKED_CTX = ModelPolicy(model=BUNDLED, defaults=MappingProxyType({"num_ctx": 2048, "temperature": 0.2}),
@@ -180,3 +183,27 @@ def test_locked_num_ctx_is_served_by_the_loaded_model_without_a_reload(client: h
     assert response.status_code == 200, response.text
     now = next(x for x in server.services.scheduler.loaded.values() if x.model.name.display == BUNDLED)
     assert now is loaded and now.runner.pid == loaded.runner.pid and now.num_ctx == loaded.num_ctx
+
+
+# -- hostile bodies ---------------------------------------------------------------------------------------------
+
+FIELDS = ("messages", "options", "prompt", "system", "raw", "template", "keep_alive", "num_ctx", "max_tokens",
+          "max_completion_tokens", "input")
+HOSTILE_POLICY = ModelPolicy(model=BUNDLED, system="House rules.", locked=frozenset({"system", "num_ctx", "seed"}),
+                             defaults=MappingProxyType({"num_ctx": 2048, "temperature": 0.2, "keep_alive": "1m"}))
+
+
+@hypothesis.settings(max_examples=150, deadline=None, suppress_health_check=list(hypothesis.HealthCheck),
+                     derandomize=IN_CI)
+@hypothesis.given(body=st.dictionaries(st.sampled_from(FIELDS), HOSTILE, max_size=6).map(as_parsed),
+                  api=st.sampled_from(["ollama", "openai"]), privileged=st.booleans())
+def test_any_body_is_refused_only_with_bad_request_and_never_changed(body: Any, api: Any, privileged: bool) -> None:
+    if not isinstance(body, dict):
+        return  # the JSON layer refuses it before any policy
+    before = copy.deepcopy(body)
+    try:
+        out = apply_policy(body, api=api, policy=HOSTILE_POLICY, settings=SETTINGS, privileged=privileged)
+    except BadRequest:
+        return
+    assert body == before
+    assert set(out.overridden) <= {"system", "num_ctx", "seed", "num_predict", "keep_alive"}
