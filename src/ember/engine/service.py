@@ -11,7 +11,7 @@ import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from ember.config import Settings
 from ember.engine.logprobs import MAX_TOP_LOGPROBS
@@ -122,15 +122,47 @@ class _Prompt:
 PromptBuilder = Callable[[Lease, int], Awaitable[_Prompt]]
 
 
+class EngineObserver(Protocol):
+    """Told about each request's milestones (the API's /metrics implements it); must not block."""
+
+    def resolved(self, model: str) -> None:
+        """The request is for this model (its resolved display name)."""
+
+    def queue_wait(self, model: str, seconds: float) -> None:
+        """A request got its slot after ``seconds`` (queueing and loading the model included)."""
+
+    def first_token(self, model: str, seconds: float) -> None:
+        """The first generated token arrived ``seconds`` after generation was requested."""
+
+    def finished(self, model: str, prompt_tokens: int, completion_tokens: int) -> None:
+        """A request completed with these token counts (embeddings: completion_tokens is 0)."""
+
+
+class _Unobserved:
+    def resolved(self, model: str) -> None:
+        pass
+
+    def queue_wait(self, model: str, seconds: float) -> None:
+        pass
+
+    def first_token(self, model: str, seconds: float) -> None:
+        pass
+
+    def finished(self, model: str, prompt_tokens: int, completion_tokens: int) -> None:
+        pass
+
+
 def _ns(seconds: float) -> int:
     return int(seconds * 1e9)
 
 
 class Engine:
-    def __init__(self, settings: Settings, store: ModelStore, scheduler: Scheduler) -> None:
+    def __init__(self, settings: Settings, store: ModelStore, scheduler: Scheduler,
+                 observer: EngineObserver | None = None) -> None:
         self.settings = settings
         self.store = store
         self.scheduler = scheduler
+        self.observer: EngineObserver = observer or _Unobserved()
         self._traits: dict[str, ModelTraits] = {}
 
     # -- models --------------------------------------------------------------------------------------
@@ -139,6 +171,7 @@ class Engine:
         if not name:
             raise BadRequest("model is required")
         model = await asyncio.to_thread(self.store.resolve, name)
+        self.observer.resolved(model.name.display)
         traits = self._traits.get(model.digest)
         if traits is None:
             traits = await asyncio.to_thread(traits_for, model)
@@ -152,8 +185,8 @@ class Engine:
             await self.scheduler.unload(model)
             return Finished(model.name.display, "unload")
         opts = merge_options(parse_options(model.params), options)
-        async with self.scheduler.lease(model, num_ctx=opts.get("num_ctx"), keep_alive=keep_alive):
-            pass
+        async with self.scheduler.lease(model, num_ctx=opts.get("num_ctx"), keep_alive=keep_alive) as lease:
+            self.observer.queue_wait(model.name.display, lease.load_duration)
         return Finished(model.name.display, "load")
 
     # -- generation ----------------------------------------------------------------------------------
@@ -286,11 +319,15 @@ class Engine:
                                            sampling.num_predict, limit, deadline, top_logprobs=top_logprobs)
             stats = Done(0, "stop")
             logprobs: list[TokenLogprob] = []  # text a parser holds back keeps its logprobs until it comes out
+            first = True
             try:
                 async for event in events:
                     if isinstance(event, Done):
                         stats = event
                         break
+                    if first:
+                        first = False
+                        self.observer.first_token(model.name.display, time.monotonic() - started)
                     logprobs.extend(event.logprobs)
                     delta = parsers.split(event.text)
                     if delta.content or delta.thinking:
@@ -305,6 +342,7 @@ class Engine:
                     item.logprobs, logprobs = logprobs, []
                 yield item
             context = prompt.tokens + stats.tokens if want_context else None
+            self.observer.finished(model.name.display, len(prompt.tokens), stats.eval_count)
             yield _finished(model, stats, prompt, lease, time.monotonic() - started, context)
 
     async def _prepare(self, stack: AsyncExitStack, model: LocalModel, opts: dict[str, Any],
@@ -315,6 +353,7 @@ class Engine:
             async with asyncio.timeout_at(deadline):
                 lease = await stack.enter_async_context(
                     self.scheduler.lease(model, num_ctx=opts.get("num_ctx"), keep_alive=keep_alive))
+                self.observer.queue_wait(model.name.display, lease.load_duration)
                 limit = min(int(opts.get("num_ctx") or lease.loaded.num_ctx), lease.loaded.num_ctx)
                 return lease, limit, await build(lease, limit)
         except TimeoutError:
@@ -336,10 +375,12 @@ class Engine:
             async with asyncio.timeout_at(deadline), self.scheduler.lease(
                 model, num_ctx=opts.get("num_ctx"), keep_alive=keep_alive
             ) as lease:
+                self.observer.queue_wait(model.name.display, lease.load_duration)
                 limit = min(int(opts.get("num_ctx") or lease.loaded.num_ctx), lease.loaded.num_ctx)
                 results = await lease.runner.embed(inputs, truncate, limit) if inputs else []
         except TimeoutError:
             raise self._deadline_error() from None
+        self.observer.finished(model.name.display, sum(n for _, n in results), 0)
         vectors = [_shape(vec, normalize, dimensions) for vec, _ in results]
         return Embeddings(model.name.display, vectors, sum(n for _, n in results),
                           _ns(time.monotonic() - started), _ns(lease.load_duration))
