@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ember.engine.batcher import Batcher
-from ember.engine.messages import Done, Failed, FailureKind, Generate, RequestEvent, Token
+from ember.engine.messages import Done, Failed, FailureKind, Generate, RequestEvent, Token, TokenLogprob
 
 EOS = 0
 
@@ -37,6 +37,11 @@ class ScriptedBackend:
 
     def piece(self, token: int) -> bytes:
         return chr(token).encode()
+
+    def logprob(self, index: int, token: int, top_n: int) -> TokenLogprob:
+        # a made-up value that names the token, so a test can see which entry went where
+        top = (TokenLogprob("?", -0.1, b"?"),) * top_n
+        return TokenLogprob(chr(token), -token / 1000, chr(token).encode(), top)
 
     def drop(self, seq: int, start: int) -> None:
         self.dropped.append((seq, start))
@@ -98,6 +103,19 @@ def test_stop_string_split_across_tokens_is_not_emitted() -> None:
     run(batcher)
     assert text_of(events, 1) == "hello "
     assert done_of(events, 1).done_reason == "stop"
+
+
+def test_each_token_logprob_travels_with_the_text_it_produced() -> None:
+    batcher, _, events = make()
+    batcher.submit(req(1, [1], "abEc", num_predict=50, stop=("END",), top_logprobs=2))
+    batcher.submit(req(2, [1], "xy", num_predict=50))
+    run(batcher)
+    chunks = [e for e in events if isinstance(e, Token) and e.rid == 1]
+    # "E" may start the stop string, so it waits; its logprob waits with it and leaves with "Ec"
+    assert [(c.text, [lp.token for lp in c.logprobs]) for c in chunks] == \
+        [("a", ["a"]), ("b", ["b"]), ("Ec", ["E", "c"])]
+    assert all(len(lp.top) == 2 for c in chunks for lp in c.logprobs)
+    assert all(not e.logprobs for e in events if isinstance(e, Token) and e.rid == 2), "not asked, not computed"
 
 
 def test_partial_stop_prefix_is_released_when_it_does_not_match() -> None:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ember.engine.messages import Done, Failed, FailureKind, Generate, RequestEvent, Token
+from ember.engine.messages import Done, Failed, FailureKind, Generate, RequestEvent, Token, TokenLogprob
 
 Emit = Callable[[RequestEvent], None]
 
@@ -35,6 +35,7 @@ class Backend(Protocol):
     def free_sampler(self, sampler: Any) -> None: ...
     def is_eog(self, token: int) -> bool: ...
     def piece(self, token: int) -> bytes: ...
+    def logprob(self, index: int, token: int, top_n: int) -> TokenLogprob: ...
     def drop(self, seq: int, start: int) -> None: ...
     def decode(self, entries: list[tuple[int, int, int, bool]]) -> None: ...
 
@@ -53,6 +54,7 @@ class Slot:
     reused: int = 0
     text_held: str = ""
     decoder: Any = None
+    logprobs: list[TokenLogprob] = field(default_factory=list)  # of sampled tokens whose text is not out yet
     t_start: float = 0.0
     t_first: float = 0.0
     limit: int = 0
@@ -133,6 +135,7 @@ class Batcher:
         slot.generated = 0
         slot.output = []
         slot.text_held = ""
+        slot.logprobs = []
         slot.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         slot.t_start = time.perf_counter()
         slot.t_first = 0.0
@@ -181,7 +184,11 @@ class Batcher:
                 slot.next_token = None
         for slot, index in samplers:
             if slot.request is not None:
-                self._after_sample(slot, self.backend.sample(slot.sampler, index))
+                token = self.backend.sample(slot.sampler, index)
+                top_n = slot.request.top_logprobs
+                if top_n is not None and not self.backend.is_eog(token):
+                    slot.logprobs.append(self.backend.logprob(index, token, top_n))
+                self._after_sample(slot, token)
         self._assign()
 
     def _after_sample(self, slot: Slot, token: int) -> None:
@@ -211,14 +218,19 @@ class Batcher:
             at = held.find(stop)
             if at >= 0:
                 if at:
-                    self.emit(Token(request.rid, held[:at]))
+                    self._emit_text(slot, held[:at])
                 slot.text_held = ""
                 return True
         keep = _longest_stop_prefix_suffix(held, request.stop)
         out, slot.text_held = held[: len(held) - keep], held[len(held) - keep:]
         if out:
-            self.emit(Token(request.rid, out))
+            self._emit_text(slot, out)
         return False
+
+    def _emit_text(self, slot: Slot, text: str) -> None:
+        assert slot.request is not None
+        self.emit(Token(slot.request.rid, text, tuple(slot.logprobs)))
+        slot.logprobs = []
 
     def _finish(self, slot: Slot, reason: str, *, flush: bool = True) -> None:
         request = slot.request
@@ -226,7 +238,7 @@ class Batcher:
         if flush:
             tail = slot.text_held + slot.decoder.decode(b"", final=True)
             if tail:
-                self.emit(Token(request.rid, tail))
+                self._emit_text(slot, tail)
         now = time.perf_counter()
         first = slot.t_first or now
         self.emit(Done(

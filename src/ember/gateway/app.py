@@ -15,8 +15,11 @@ from ember.config import Settings, split_host
 from ember.db.database import Database
 from ember.gateway.audit import AuditWriter
 from ember.gateway.auth import Authenticator
+from ember.gateway.enforced import Enforced
 from ember.gateway.errors import install_error_handlers
 from ember.gateway.guards import Guards
+from ember.gateway.limits import build_limiter
+from ember.gateway.metrics import GatewayMetrics
 from ember.gateway.pipeline import Pipeline
 from ember.gateway.pool import EnginePool
 from ember.gateway.services import Gateway
@@ -49,7 +52,7 @@ def anonymous_allowed(settings: Settings) -> bool:
 def create_web_app(settings: Settings, *, database: Database, transport: httpx.AsyncBaseTransport | None = None,
                    guards: Guards | None = None, check_interval: float = 5.0, cooldown: float = 10.0) -> Starlette:
     """The web role. ``database`` is open and migrated; ``transport`` replaces the network for tests."""
-    guards = guards or Guards()
+    guards = guards or Enforced(settings, database, build_limiter(settings), GatewayMetrics())
     client = httpx.AsyncClient(transport=transport, limits=httpx.Limits(max_connections=1000,
                                                                          max_keepalive_connections=200))
     engine_headers = {"authorization": f"Bearer {settings.engine_key}"} if settings.engine_key else {}

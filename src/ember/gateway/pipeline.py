@@ -32,13 +32,13 @@ from ember.gateway.bodies import model_of, parse_object, read_body
 from ember.gateway.errors import error_response, stream_error_chunk
 from ember.gateway.exchange import Exchange
 from ember.gateway.guards import Guards
+from ember.gateway.policy import OVERRIDE_HEADER
 from ember.gateway.pool import EnginePool, Node
 from ember.gateway.proxy import Outgoing, RelayResponse, Upstream, open_upstream, relay_headers, unless_client_leaves
 from ember.gateway.routes_table import Route
 
 log = logging.getLogger(__name__)
 
-OVERRIDE_HEADER = "X-Ember-Overridden"
 NODE_HEADER = b"x-ember-node"  # which engine node answered: for operators, and for the routing tests
 RETRIED_HEADER = b"x-ember-retried"  # nodes that failed before the answering one, with why
 FINISH_TIMEOUT_S = 5.0
