@@ -24,6 +24,7 @@ def test_rows_for_success_refusal_and_failure(web: RunningWeb, accounts: Account
     secret = accounts.key(scopes=("chat",))
     with web.client(secret) as client:
         ok = client.post("/api/chat", json=CHAT)
+        streamed = client.post("/api/chat", json={**CHAT, "stream": True})
         forbidden = client.post("/api/embed", json={"model": BUNDLED, "input": "x"})
         failed = client.post("/api/chat", json={**CHAT, "model": "missing-model:1b"})
     unauthorized = httpx.post(web.url + "/api/chat", json=CHAT)
@@ -31,12 +32,15 @@ def test_rows_for_success_refusal_and_failure(web: RunningWeb, accounts: Account
     web.flush_audit()
     rows = {r.request_id: r for r in query_audit(web.gateway.database, limit=200)}
     done, refused, missing, anonymous = (rows[i] for i in ids)
+    stream_row = rows[streamed.headers["x-request-id"]]
 
     assert (done.status, done.route, done.model, done.method) == (200, "/api/chat", BUNDLED, "POST")
     assert done.user_name == accounts.shared_user and done.key_name and done.client == "127.0.0.1"
     assert done.prompt_tokens and done.completion_tokens == 4 and done.done_reason == "length"
-    assert done.node == web.gateway.pool.nodes[0].name and done.ttft_ms and done.duration_ms
-    assert done.duration_ms >= done.ttft_ms and done.prompt_body is None and done.response_body is None
+    assert done.node == web.gateway.pool.nodes[0].name and done.duration_ms and done.ttft_ms is None
+    assert done.prompt_body is None and done.response_body is None
+    assert stream_row.ttft_ms is not None and stream_row.duration_ms is not None
+    assert 0 < stream_row.ttft_ms <= stream_row.duration_ms and stream_row.completion_tokens == 4
 
     assert refused.status == 403 and "embed" in (refused.error or "") and refused.key_name == done.key_name
     assert missing.status == 404 and "not found" in (missing.error or "") and missing.node is not None

@@ -28,7 +28,7 @@ from ember.errors import EmberError, UpstreamFailed
 from ember.gateway.accounting import UsageTracker
 from ember.gateway.audit import AuditWriter
 from ember.gateway.auth import Authenticator, Principal, authorize
-from ember.gateway.bodies import model_of, parse_object, read_body
+from ember.gateway.bodies import model_of, parse_object, read_body, wants_stream
 from ember.gateway.errors import error_response, stream_error_chunk
 from ember.gateway.exchange import Exchange
 from ember.gateway.guards import Guards
@@ -54,6 +54,11 @@ class Call:
     principal: Principal
     raw: bytes
     body: dict[str, Any] | None
+
+    @property
+    def streams(self) -> bool:
+        """Whether the client asked for a streamed answer (only then is a time to first token meaningful)."""
+        return self.body is not None and wants_stream(self.body, default=self.route.stream_default)
 
 
 Action = Callable[[Call], Awaitable[Response]]
@@ -171,7 +176,7 @@ class Pipeline:
                 await upstream.response.aclose()
                 self.pool.ended(node, exchange.model)
                 active.__exit__(None, None, None)
-                exchange.first_byte_at = tracker.first_byte_at
+                exchange.first_byte_at = tracker.first_byte_at if call.streams else None
                 exchange.usage = tracker.usage()
                 if exchange.status >= 400 and exchange.error is None:
                     exchange.error = tracker.error_text()
