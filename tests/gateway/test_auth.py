@@ -138,7 +138,7 @@ def test_key_with_a_sql_looking_name_works_as_a_name(web: RunningWeb, accounts: 
     assert query_audit(accounts.database, key=name, limit=1)[0].status == 200
 
 
-def test_the_secret_never_reaches_logs_or_audit(web: RunningWeb, accounts: Accounts,
+def test_the_secret_never_reaches_logs_audit_or_metrics(web: RunningWeb, accounts: Accounts,
                                                 caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     secret = accounts.key(scopes=("embed",))
@@ -149,6 +149,8 @@ def test_the_secret_never_reaches_logs_or_audit(web: RunningWeb, accounts: Accou
         httpx.post(web.url + "/api/embed", headers=headers, json={"model": BUNDLED, "input": "x"})
     web.flush_audit()
     rows = query_audit(accounts.database, limit=50)
-    dumped = repr(rows) + caplog.text
+    metrics = httpx.get(web.url + "/metrics", headers={"x-api-key": accounts.key(scopes=("admin",))})
+    assert metrics.status_code == 200 and "ember_gateway_requests_total" in metrics.text
+    dumped = repr(rows) + caplog.text + metrics.text
     assert secret[len(KEY_PREFIX):] not in dumped and near_miss[len(KEY_PREFIX):] not in dumped
     assert any(r.status == 403 for r in rows) and any(r.status == 401 for r in rows)
