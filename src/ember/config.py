@@ -79,6 +79,13 @@ class Settings:
         metadata=_meta("EMBER_CONTEXT_LENGTH", "OLLAMA_CONTEXT_LENGTH",
                        help="Default num_ctx per slot (clamped to the model's trained context)."),
     )
+    context_shift: bool = field(
+        default=True,
+        metadata=_meta("EMBER_CONTEXT_SHIFT",
+                       help="When a generation fills num_ctx, drop the oldest tokens after num_keep and go on "
+                            "(as Ollama does); false: stop with done_reason \"length\". A request turns it off "
+                            "with \"shift\": false or \"truncate\": false."),
+    )
     kv_cache_type: str = field(
         default="f16",
         metadata=_meta("EMBER_KV_CACHE_TYPE", "OLLAMA_KV_CACHE_TYPE", help="KV cache type: f16, q8_0 or q4_0."),
@@ -335,7 +342,7 @@ _INT_FIELDS = {"max_loaded_models", "num_parallel", "max_queue", "context_length
 _DURATION_FIELDS = {"keep_alive", "load_timeout", "request_timeout", "stall_timeout", "audit_retention",
                     "body_timeout", "redis_timeout", "max_keep_alive"}
 _LIMIT_FIELDS = {"limits_admin", "limits_user", "limits_anonymous"}
-_BOOL_FIELDS = {"noprune", "allow_open_engine", "anonymous", "audit_bodies", "metrics_public"}
+_BOOL_FIELDS = {"noprune", "context_shift", "allow_open_engine", "anonymous", "audit_bodies", "metrics_public"}
 
 
 def _convert(name: str, raw: str) -> Any:

@@ -48,7 +48,8 @@ class Runner(Protocol):
     async def close(self) -> None: ...
 
     def generate(self, tokens: list[int], options: dict[str, Any], stop: tuple[str, ...], num_predict: int,
-                 num_ctx: int, deadline: float, *, top_logprobs: int | None = None
+                 num_ctx: int, deadline: float, *, top_logprobs: int | None = None,
+                 keep: int | None = None
                  ) -> AsyncGenerator[Token | Done, None]: ...
 
     async def tokenize(self, text: str, add_special: bool = True) -> list[int]: ...
