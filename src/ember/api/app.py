@@ -55,6 +55,7 @@ def create_app(settings: Settings, *, runner_factory: RunnerFactory | None = Non
             log.info("registered the bundled model as %s", settings.bundled_model)
         if settings.preload:
             await preload(store, settings.preload)
+        app.state.services.preloaded = True
         await scheduler.start()
         try:
             yield
@@ -75,7 +76,7 @@ def create_app(settings: Settings, *, runner_factory: RunnerFactory | None = Non
 
 
 def _include_routers(app: FastAPI) -> None:
-    from ember.api import models_routes, ollama_routes, openai_routes, registry_routes
+    from ember.api import models_routes, ollama_routes, openai_routes, probe_routes, registry_routes
 
-    for module in (ollama_routes, models_routes, registry_routes, openai_routes):
+    for module in (probe_routes, ollama_routes, models_routes, registry_routes, openai_routes):
         app.include_router(module.router)
