@@ -200,6 +200,11 @@ class Settings:
         default=False,
         metadata=_meta("EMBER_METRICS_PUBLIC", help="Serve the web role's /metrics without the admin scope."),
     )
+    doctor_memory_limit: int = field(
+        default=0,
+        metadata=_meta("EMBER_DOCTOR_MEMORY_LIMIT",
+                       help="Memory `ember doctor` assumes is available, in bytes or with K/M/G/T (0 = measure it)."),
+    )
     log_level: str = field(
         default="info",
         metadata=_meta("EMBER_LOG_LEVEL", help="debug, info, warning or error (OLLAMA_DEBUG=1 means debug)."),
@@ -295,6 +300,7 @@ _INT_FIELDS = {"max_loaded_models", "num_parallel", "max_queue", "context_length
                "num_gpu", "num_batch", "max_body_bytes", "max_messages"}
 _DURATION_FIELDS = {"keep_alive", "load_timeout", "request_timeout", "stall_timeout", "audit_retention",
                     "body_timeout"}
+_SIZE_FIELDS = {"doctor_memory_limit"}
 _BOOL_FIELDS = {"noprune", "allow_open_engine", "anonymous", "audit_bodies", "metrics_public"}
 
 
@@ -303,6 +309,8 @@ def _convert(name: str, raw: str) -> Any:
         return int(raw)
     if name in _DURATION_FIELDS:
         return parse_duration(raw)
+    if name in _SIZE_FIELDS:
+        return parse_size(raw)
     if name in ("models_dir", "tmpdir", "home"):
         return Path(raw)
     if name == "model_parallel":
@@ -316,6 +324,22 @@ def _convert(name: str, raw: str) -> Any:
     if name == "role" and raw not in ROLES:
         raise ValueError(f"EMBER_ROLE: expected one of {', '.join(ROLES)}, got {raw!r}")
     return raw
+
+
+_SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_size(raw: str) -> int:
+    """Bytes from ``1073741824``, ``512M``, ``2G``, ``1.5GiB`` or ``2GB`` (units are powers of 1024)."""
+    text = raw.strip().upper().removesuffix("B").removesuffix("I")
+    number, unit = (text[:-1], text[-1]) if text and text[-1] in _SIZE_UNITS else (text, "")
+    try:
+        value = float(number)
+    except ValueError:
+        raise ValueError(f"expected a size such as 512M or 2G, got {raw!r}") from None
+    if value < 0:
+        raise ValueError(f"expected a size such as 512M or 2G, got {raw!r}")
+    return int(value * _SIZE_UNITS[unit])
 
 
 def _parse_model_parallel(raw: str) -> tuple[tuple[str, int], ...]:
