@@ -24,6 +24,7 @@ from ember.ops.checks_models import check_memory
 from ember.ops.checks_system import check_cpu, check_selinux
 from ember.ops.doctor import DoctorContext
 from tests.conftest import BUNDLED
+from tests.registry_fixture import OciRegistry, oci_registry  # noqa: F401 - the fixture is used by name
 from tests.server_harness import RunningServer, free_port, start_server
 
 VENV_EMBER = Path(sys.executable).with_name("ember")
@@ -272,6 +273,17 @@ def test_unreachable_services_fail(env: dict[str, str]) -> None:
     assert "unreachable" in findings[2]["detail"] and "NetworkPolicy" in findings[2]["fix"]
 
 
+def test_an_engine_that_is_not_ready_fails_naming_the_check(env: dict[str, str], tmp_path: Path) -> None:
+    broken = start_server(tmp_path / "engine-models", bundled_model="")
+    try:
+        shutil.rmtree(broken.settings.models_path / "manifests")
+        code, findings = doctor({**env, "EMBER_ROLE": "web", "EMBER_ENGINES": broken.url}, "engines")
+    finally:
+        broken.stop()
+    assert code == 1 and findings[0]["result"] == "FAIL"
+    assert "not ready: store: cannot read" in findings[0]["detail"]
+
+
 # -- one model by name -----------------------------------------------------------------------------
 
 
@@ -280,6 +292,24 @@ def test_model_in_the_store_is_sized(env: dict[str, str], engine: RunningServer)
                              "EMBER_DOCTOR_MEMORY_LIMIT": "100M"}, "model", model=BUNDLED)
     finding = only(findings, "model")
     assert code == 1 and finding["result"] == "FAIL" and "will not fit" in finding["detail"]
+
+
+def test_a_model_in_a_registry_is_sized_before_the_pull(env: dict[str, str], engine: RunningServer,
+                                                        oci_registry: OciRegistry) -> None:  # noqa: F811
+    remote = f"{oci_registry.host}/library/doctor:135m"
+    with engine.client() as client:
+        assert client.post("/api/copy", json={"source": BUNDLED, "destination": remote}).status_code == 200
+        pushed = client.post("/api/push", json={"model": remote, "insecure": True, "stream": False})
+        assert pushed.status_code == 200, pushed.text
+    name = f"http://{remote}"
+    code, findings = doctor({**env, "EMBER_DOCTOR_MEMORY_LIMIT": "4G"}, "model", model=name)
+    assert code == 0, findings
+    disk, memory = findings
+    assert disk["result"] == "PASS" and "93.8 MiB to download" in disk["detail"]
+    assert memory["result"] == "PASS" and "file 93.8 MiB" in memory["detail"]
+    code, findings = doctor({**env, "EMBER_DOCTOR_MEMORY_LIMIT": "200M"}, "model", model=name)
+    assert code == 1 and findings[1]["result"] == "FAIL" and "will not fit" in findings[1]["detail"]
+    assert not (Path(env["EMBER_MODELS"]) / "manifests").exists()  # sized without pulling anything
 
 
 def test_a_model_no_registry_has_fails(env: dict[str, str]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import json
 import os
 import socket
 import ssl
@@ -258,7 +259,8 @@ def _engine_finding(url: str, key: str) -> Finding:
         body = client.request("GET", READYZ)
     except ClientError as exc:
         if exc.status == 503:
-            return Finding("engines", FAIL, f"{url} is not ready: {exc}", f"see `curl {url}{READYZ}` and its logs")
+            return Finding("engines", FAIL, f"{url} is not ready: {_failed_checks(str(exc))}",
+                           f"see `curl {url}{READYZ}` and the engine's log")
         if exc.status in (401, 403):
             return Finding("engines", FAIL, f"{url} refused the engine key: {exc}",
                            "set the same EMBER_ENGINE_KEY on the web role and the engines")
@@ -272,6 +274,15 @@ def _engine_finding(url: str, key: str) -> Finding:
         return Finding("engines", WARN, f"{url} answered {READYZ} with something that is not an Ember probe",
                        "check EMBER_ENGINES points at Ember engines")
     return Finding("engines", PASS, f"{url} is ready ({len(ready.checks)} checks passed)")
+
+
+def _failed_checks(body: str) -> str:
+    """The failed checks of a probe body, as ``name: detail``; the raw text if it is not a probe body."""
+    try:
+        failed = Readiness.from_json(json.loads(body)).failed()
+    except ValueError:
+        return body[:200]
+    return "; ".join(f"{check.name}: {check.detail}" for check in failed) or body[:200]
 
 
 CHECKS: dict[str, Check] = {"port": check_port, "exposure": check_exposure, "database": check_database,
