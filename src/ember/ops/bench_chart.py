@@ -8,6 +8,10 @@ from typing import Any
 from ember.ops.bench import BenchResult
 
 
+def _label(rate: float) -> str:
+    return f"{rate:.1f}" if rate < 10 else f"{rate:.0f}"
+
+
 class ChartUnavailable(Exception):
     """matplotlib is not installed; ``str()`` says how to get it."""
 
@@ -43,7 +47,7 @@ def _concurrency_panel(axes: Any, result: BenchResult) -> None:
     labels = [str(level.clients) for level in result.levels]
     rates = [level.tokens_per_s for level in result.levels]
     bars = axes.bar(labels, rates, color="#d9622b")
-    axes.bar_label(bars, labels=[f"{rate:.0f}" for rate in rates], padding=2)
+    axes.bar_label(bars, labels=[_label(rate) for rate in rates], padding=2)
     axes.set_xlabel("concurrent clients")
     axes.set_ylabel("aggregate generated tokens/s")
     axes.set_title("throughput")
@@ -54,7 +58,7 @@ def _single_stream_panel(axes: Any, result: BenchResult) -> None:
     names = ["decode", "prompt"]
     rates = [result.decode_tokens_per_s or 0.0, result.prompt_tokens_per_s or 0.0]
     bars = axes.barh(names, rates, color=["#d9622b", "#8c8c8c"])
-    axes.bar_label(bars, labels=[f"{rate:.0f}" for rate in rates], padding=2)
+    axes.bar_label(bars, labels=[_label(rate) for rate in rates], padding=2)
     axes.set_xlabel("tokens/s, one request at a time")
     ttft = f"{result.ttft_s * 1000:.0f} ms" if result.ttft_s is not None else "n/a"
     axes.set_title(f"single stream (time to first token {ttft})")
