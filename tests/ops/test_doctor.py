@@ -355,3 +355,15 @@ def test_a_cgroup_limit_caps_available_memory(tmp_path: Path) -> None:
     (group / "memory.max").write_text("max\n")
     assert available_memory(context) == (32000000 * 1024, "MemAvailable")
 
+
+
+@pytest.mark.parametrize(("command", "ember"), [
+    ("/opt/ember/.venv/bin/python3 /opt/ember/.venv/bin/ember serve", True),
+    ("python -m ember.cli.main serve --role engine", True),
+    ("ollama serve", False),
+    ("/usr/bin/python3 -m http.server 11434", False),
+])
+def test_an_ember_server_holding_the_port_is_recognised(command: str, ember: bool) -> None:
+    from ember.ops.checks_network import _is_ember_server
+
+    assert _is_ember_server(command) is ember
