@@ -367,3 +367,18 @@ def test_an_ember_server_holding_the_port_is_recognised(command: str, ember: boo
     from ember.ops.checks_network import _is_ember_server
 
     assert _is_ember_server(command) is ember
+
+
+def test_a_privileged_port_fails_for_a_non_root_user(tmp_path: Path) -> None:
+    if shutil.which("setpriv") is None or os.geteuid() != 0:
+        pytest.skip("needs root and setpriv to run doctor as the nobody user")
+    start = Path("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+    if start.exists() and int(start.read_text()) <= 81:
+        pytest.skip("this kernel lets any user bind port 81 (net.ipv4.ip_unprivileged_port_start)")
+    command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", str(VENV_EMBER), "doctor", "--json",
+               "--check=port"]
+    env = {"PATH": os.environ["PATH"], "EMBER_HOME": str(tmp_path), "EMBER_ROLE": "engine",
+           "EMBER_HOST": "127.0.0.1:81"}
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    finding = json.loads(result.stdout)["findings"][0]
+    assert result.returncode == 1 and finding["result"] == "FAIL" and "CAP_NET_BIND_SERVICE" in finding["fix"]

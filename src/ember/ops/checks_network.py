@@ -111,6 +111,9 @@ def _port_finding(context: DoctorContext, what: str, address: str) -> Finding:
     error = _try_bind(host, port)
     if error is None:
         return Finding("port", PASS, f"{what} port {host}:{port} is free")
+    if error.errno == errno.EACCES:
+        return Finding("port", FAIL, f"cannot bind {what} port {host}:{port}: {error.strerror}",
+                       "use a port above 1023, or grant CAP_NET_BIND_SERVICE (AmbientCapabilities= in systemd)")
     if error.errno != errno.EADDRINUSE:
         return Finding("port", FAIL, f"cannot bind {what} address {host}:{port}: {error.strerror}",
                        "use an address of this host (e.g. 0.0.0.0 for all interfaces) in the bind setting")
