@@ -321,8 +321,12 @@ def report(soak: Soak, idle: bool, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def chart(result: dict[str, Any], path: Path) -> None:
-    import matplotlib
+def chart(result: dict[str, Any], path: Path) -> bool:
+    try:
+        import matplotlib
+    except ImportError:
+        print("no chart: matplotlib is not installed (pip install '.[bench]')", flush=True)
+        return False
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -355,6 +359,7 @@ def chart(result: dict[str, Any], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+    return True
 
 
 # --------------------------------------------------------------------------------------------- main
@@ -405,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / f"soak-{dt.date.today().isoformat()}-{args.minutes:g}min"
     Path(f"{stem}.json").write_text(json.dumps(result, indent=1) + "\n")
-    chart(result, Path(f"{stem}.png"))
+    charted = chart(result, Path(f"{stem}.png"))
     rss = result["rss_mib"]
     print(f"soak {args.minutes:g} min: {result['requests_sent']} requests, {result['ok']} ok, errors by kind "
           f"{result['errors_by_kind']}, {len(result['kills'])} kills, {result['stuck_requests']} stuck, "
@@ -413,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{result['latency_overall']['p95_s']} s, RSS API {rss['api_start']:.0f}->{rss['api_end']:.0f} MiB "
           f"({rss['api_growth_pct']}%), runners {rss['runners_start']:.0f}->{rss['runners_end']:.0f} MiB "
           f"({rss['runners_growth_pct']}%), idle at end: {idle}; clean: {result['clean']}")
-    print(f"wrote {stem}.json and .png")
+    print(f"wrote {stem}.json" + (" and .png" if charted else ""))
     if not result["clean"]:
         for sample in result["error_samples"]:
             if not sample["kill_caused"]:

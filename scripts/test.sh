@@ -18,7 +18,7 @@ PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 . .venv/bin/activate
 pip install -q --upgrade pip
-pip install -q -e '.[test]'
+pip install -q -e '.[test,bench]'
 
 ruff check src tests bench
 mypy

@@ -250,6 +250,14 @@ def test_printf_verbs() -> None:
     assert render('{{ printf "%d" "x" }}', data) == "%!d(string=x)"
 
 
+def test_printf_refuses_giant_widths_as_go_does() -> None:
+    # Once, "%99999999d" built a 100 MB string inside the server.
+    assert render('{{ printf "%99999999d|" 5 }}', {}) == "%!(BADWIDTH)5|"
+    assert render('{{ printf "%.99999999f|" 1.5 }}', {}) == "%!(BADPREC)1.500000|"
+    assert render('{{ printf "%' + "9" * 5000 + 'd" 5 }}', {}) == "%!(BADWIDTH)5"
+    assert len(render('{{ printf "%1000000d" 5 }}', {})) == 1_000_000
+
+
 def test_pipelines_pass_the_value_last() -> None:
     assert render('{{ .S | printf "<%s>" }}', {"S": "x"}) == "<x>"
     assert render("{{ .L | len | eq 2 }}", {"L": [1, 2]}) == "true"

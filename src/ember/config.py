@@ -6,6 +6,7 @@ too (the ``EMBER_*`` name wins when both are set). docs/configuration.md documen
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -78,6 +79,13 @@ class Settings:
         metadata=_meta("EMBER_CONTEXT_LENGTH", "OLLAMA_CONTEXT_LENGTH",
                        help="Default num_ctx per slot (clamped to the model's trained context)."),
     )
+    context_shift: bool = field(
+        default=True,
+        metadata=_meta("EMBER_CONTEXT_SHIFT",
+                       help="When a generation fills num_ctx, drop the oldest tokens after num_keep and go on "
+                            "(as Ollama does); false: stop with done_reason \"length\". A request turns it off "
+                            "with \"shift\": false or \"truncate\": false."),
+    )
     kv_cache_type: str = field(
         default="f16",
         metadata=_meta("EMBER_KV_CACHE_TYPE", "OLLAMA_KV_CACHE_TYPE", help="KV cache type: f16, q8_0 or q4_0."),
@@ -116,7 +124,9 @@ class Settings:
     )
     max_predict: int = field(
         default=4096,
-        metadata=_meta("EMBER_MAX_PREDICT", help="Server-wide cap on generated tokens per request (num_predict)."),
+        metadata=_meta("EMBER_MAX_PREDICT",
+                       help="Server-wide cap on generated tokens per request (num_predict); the web role lowers "
+                            "larger asks."),
     )
     num_thread: int = field(
         default=0,
@@ -200,6 +210,42 @@ class Settings:
         default=False,
         metadata=_meta("EMBER_METRICS_PUBLIC", help="Serve the web role's /metrics without the admin scope."),
     )
+    redis_timeout: float = field(
+        default=0.25,
+        metadata=_meta("EMBER_REDIS_TIMEOUT",
+                       help="Bound on each Redis call; past it (or on any Redis error) limits fall back to "
+                            "per-replica memory for a few seconds (see docs/gateway.md)."),
+    )
+    redis_prefix: str = field(
+        default="ember:",
+        metadata=_meta("EMBER_REDIS_PREFIX",
+                       help="Prefix of every Redis key Ember writes (several Embers, one Redis)."),
+    )
+    limits_admin: str = field(
+        default="",
+        metadata=_meta("EMBER_LIMITS_ADMIN",
+                       help="Default limits of admins' keys: 'rpm=N,tpm=N,concurrency=N', any subset; '' = none."),
+    )
+    limits_user: str = field(
+        default="rpm=600,concurrency=16",
+        metadata=_meta("EMBER_LIMITS_USER",
+                       help="Default limits of users' keys (a key's own --rpm/--tpm/--concurrency win)."),
+    )
+    limits_anonymous: str = field(
+        default="rpm=600,concurrency=16",
+        metadata=_meta("EMBER_LIMITS_ANONYMOUS", help="Default limits of anonymous callers (EMBER_ANONYMOUS)."),
+    )
+    max_num_ctx: int = field(
+        default=0,
+        metadata=_meta("EMBER_MAX_NUM_CTX",
+                       help="Web role: largest num_ctx a request may ask for; larger ones are lowered (0 = none)."),
+    )
+    max_keep_alive: float = field(
+        default=math.inf,
+        metadata=_meta("EMBER_MAX_KEEP_ALIVE",
+                       help="Web role: longest keep_alive a request may ask for; longer ones are lowered "
+                            "(duration; <0 = no maximum)."),
+    )
     doctor_memory_limit: int = field(
         default=0,
         metadata=_meta("EMBER_DOCTOR_MEMORY_LIMIT",
@@ -281,7 +327,7 @@ def split_host(value: str) -> tuple[str, int]:
 
 
 # Settings where setting the variable to nothing means "none" rather than "use the default".
-_EMPTY_IS_A_VALUE = {"bundled_model", "preload", "origins"}
+_EMPTY_IS_A_VALUE = {"bundled_model", "preload", "origins", "limits_admin", "limits_user", "limits_anonymous"}
 
 
 def _first_set(env: Mapping[str, str], names: tuple[str, ...], *, keep_empty: bool = False) -> str | None:
@@ -297,11 +343,12 @@ def _truthy(raw: str) -> bool:
 
 
 _INT_FIELDS = {"max_loaded_models", "num_parallel", "max_queue", "context_length", "max_predict", "num_thread",
-               "num_gpu", "num_batch", "max_body_bytes", "max_messages"}
+               "num_gpu", "num_batch", "max_body_bytes", "max_messages", "max_num_ctx"}
 _DURATION_FIELDS = {"keep_alive", "load_timeout", "request_timeout", "stall_timeout", "audit_retention",
-                    "body_timeout"}
+                    "body_timeout", "redis_timeout", "max_keep_alive"}
+_LIMIT_FIELDS = {"limits_admin", "limits_user", "limits_anonymous"}
+_BOOL_FIELDS = {"noprune", "context_shift", "allow_open_engine", "anonymous", "audit_bodies", "metrics_public"}
 _SIZE_FIELDS = {"doctor_memory_limit"}
-_BOOL_FIELDS = {"noprune", "allow_open_engine", "anonymous", "audit_bodies", "metrics_public"}
 
 
 def _convert(name: str, raw: str) -> Any:
@@ -321,6 +368,9 @@ def _convert(name: str, raw: str) -> Any:
         return _truthy(raw)
     if name == "flash_attention":
         return None if raw.lower() == "auto" else _truthy(raw)
+    if name in _LIMIT_FIELDS:
+        parse_limits(raw, "EMBER_" + name.upper())  # refuse a bad value at start, not on the first request
+        return raw
     if name == "role" and raw not in ROLES:
         raise ValueError(f"EMBER_ROLE: expected one of {', '.join(ROLES)}, got {raw!r}")
     return raw
@@ -352,6 +402,24 @@ def _parse_model_parallel(raw: str) -> tuple[tuple[str, int], ...]:
             raise ValueError(f"EMBER_MODEL_PARALLEL: expected name=N, got {item.strip()!r}")
         pairs.append((name.strip(), int(count)))
     return tuple(pairs)
+
+
+LIMIT_NAMES = ("rpm", "tpm", "concurrency")
+
+
+def parse_limits(text: str, setting: str = "limits") -> dict[str, int]:
+    """``'rpm=60,tpm=100000,concurrency=4'`` (any subset, any order) as a dict; '' or 'none' = no limits."""
+    limits: dict[str, int] = {}
+    if text.strip().lower() in ("", "none"):
+        return limits
+    for item in text.split(","):
+        name, sep, value = item.strip().partition("=")
+        name, value = name.strip(), value.strip()
+        if not sep or name not in LIMIT_NAMES or not value.isdigit() or int(value) <= 0:
+            raise ValueError(f"{setting}: expected name=N with name one of {', '.join(LIMIT_NAMES)} and N a "
+                             f"positive integer, got {item.strip()!r}")
+        limits[name] = int(value)
+    return limits
 
 
 def describe() -> list[tuple[str, str, str]]:

@@ -9,6 +9,7 @@ api/errors.py. Every EmberError subclass in Ember is defined here, so this tree 
       RequestTimeout (408)
       PayloadTooLarge (413)
       ServerBusy (503)
+      RateLimited (429)           a key or role went over its requests/tokens per minute or concurrency
       RunnerError (500)           RunnerCrashed, LoadFailed
       CorruptManifest (500)
       RegistryError (502)         RegistryNotFound (404)
@@ -100,6 +101,23 @@ class ServerBusy(EmberError):
 
     def __init__(self, message: str = "server busy, please try again.  maximum pending requests exceeded") -> None:
         super().__init__(message)
+
+
+class RateLimited(EmberError):
+    """Over a rate limit. ``limit`` names which one (requests, tokens or concurrency) and is also the error's
+    type, as OpenAI's 429 bodies say ``"type": "requests"`` with ``"code": "rate_limit_exceeded"``; ``headers``
+    are the x-ratelimit-* values and Retry-After to send with the 429."""
+
+    status = 429
+    kind = "rate_limit_exceeded"
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, limit: str, retry_after: float, headers: dict[str, str]) -> None:
+        super().__init__(message)
+        self.kind = limit
+        self.limit = limit
+        self.retry_after = retry_after
+        self.headers = headers
 
 
 class RunnerError(EmberError):

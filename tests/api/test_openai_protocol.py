@@ -98,6 +98,14 @@ def test_stream_options() -> None:
     assert chat(stream=False, stream_options={"include_usage": True}).include_usage is False
 
 
+def test_logprobs_fields_map_to_the_engine() -> None:
+    params = chat(logprobs=True, top_logprobs=5).params
+    assert (params.logprobs, params.top_logprobs) == (True, 5)
+    assert not chat(logprobs=False, top_logprobs=None).params.logprobs
+    with pytest.raises(BadRequest, match="top_logprobs must be an integer"):
+        chat(logprobs=True, top_logprobs="5")
+
+
 def test_n_other_than_one_is_refused() -> None:
     assert chat(n=1).params.model == "m"
     with pytest.raises(BadRequest, match="n > 1 is not supported"):
@@ -108,8 +116,6 @@ def test_n_other_than_one_is_refused() -> None:
 
 def test_unsupported_fields_are_refused_only_when_really_set() -> None:
     chat(logprobs=False, logit_bias={}, top_logprobs=None, user="u", parallel_tool_calls=True)
-    with pytest.raises(BadRequest, match="logprobs is not supported"):
-        chat(logprobs=True)
     with pytest.raises(BadRequest, match="logit_bias is not supported"):
         chat(logit_bias={"50256": -100})
 
@@ -213,7 +219,7 @@ def test_completion_request() -> None:
         ({"prompt": [1, 2, 3]}, "token arrays are not supported"),
         ({}, "prompt is required"),
         ({"prompt": "x", "echo": True}, "echo is not supported"),
-        ({"prompt": "x", "logprobs": 2}, "logprobs is not supported"),
+        ({"prompt": "x", "logprobs": "2"}, "logprobs must be an integer"),
         ({"prompt": "x", "n": 3}, "n > 1 is not supported"),
         ({"prompt": "x", "best_of": 2}, "best_of > 1 is not supported"),
     ]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ember.engine.batcher import Batcher
-from ember.engine.messages import Done, Failed, FailureKind, Generate, RequestEvent, Token
+from ember.engine.messages import Done, Failed, FailureKind, Generate, RequestEvent, Token, TokenLogprob
 
 EOS = 0
 
@@ -22,6 +22,7 @@ class ScriptedBackend:
         self.decoded: list[list[tuple[int, int, int, bool]]] = []
         self.dropped: list[tuple[int, int]] = []
         self.scripts: dict[int, list[int]] = {}
+        self.shifts: list[tuple[int, int, int]] = []
 
     def new_sampler(self, opts: dict[str, Any]) -> Any:
         return list(opts["script"])
@@ -38,8 +39,17 @@ class ScriptedBackend:
     def piece(self, token: int) -> bytes:
         return chr(token).encode()
 
+    def logprob(self, index: int, token: int, top_n: int) -> TokenLogprob:
+        # a made-up value that names the token, so a test can see which entry went where
+        top = (TokenLogprob("?", -0.1, b"?"),) * top_n
+        return TokenLogprob(chr(token), -token / 1000, chr(token).encode(), top)
+
     def drop(self, seq: int, start: int) -> None:
         self.dropped.append((seq, start))
+
+    def shift(self, seq: int, keep: int, discard: int) -> bool:
+        self.shifts.append((seq, keep, discard))
+        return True
 
     def decode(self, entries: list[tuple[int, int, int, bool]]) -> None:
         self.decoded.append(list(entries))
@@ -100,6 +110,19 @@ def test_stop_string_split_across_tokens_is_not_emitted() -> None:
     assert done_of(events, 1).done_reason == "stop"
 
 
+def test_each_token_logprob_travels_with_the_text_it_produced() -> None:
+    batcher, _, events = make()
+    batcher.submit(req(1, [1], "abEc", num_predict=50, stop=("END",), top_logprobs=2))
+    batcher.submit(req(2, [1], "xy", num_predict=50))
+    run(batcher)
+    chunks = [e for e in events if isinstance(e, Token) and e.rid == 1]
+    # "E" may start the stop string, so it waits; its logprob waits with it and leaves with "Ec"
+    assert [(c.text, [lp.token for lp in c.logprobs]) for c in chunks] == \
+        [("a", ["a"]), ("b", ["b"]), ("Ec", ["E", "c"])]
+    assert all(len(lp.top) == 2 for c in chunks for lp in c.logprobs)
+    assert all(not e.logprobs for e in events if isinstance(e, Token) and e.rid == 2), "not asked, not computed"
+
+
 def test_partial_stop_prefix_is_released_when_it_does_not_match() -> None:
     batcher, _, events = make()
     batcher.submit(req(1, [1], "aEb", num_predict=50, stop=("END",)))
@@ -157,7 +180,7 @@ def test_long_prompt_is_chunked_while_others_decode() -> None:
     assert sum(1 for _, _, seq, _ in step if seq == 1) < 199, "the newcomer's prompt is chunked"
 
 
-def test_context_full_ends_with_length() -> None:
+def test_context_full_without_shift_ends_with_length() -> None:
     batcher, backend, events = make(n_slots=1)
     backend.n_ctx_per_seq = 8
     batcher.slots[0].cached = []
@@ -165,6 +188,21 @@ def test_context_full_ends_with_length() -> None:
     run(batcher)
     assert done_of(events, 1).done_reason == "length"
     assert len(text_of(events, 1)) <= 3
+
+
+def test_a_full_context_shifts_and_generation_goes_on() -> None:
+    batcher, backend, events = make(n_slots=1)
+    backend.n_ctx_per_seq = 8
+    batcher.submit(req(1, [1, 2, 3, 4, 5], "abcdefghij", num_predict=10, keep=2))
+    run(batcher)
+    assert text_of(events, 1) == "abcdefghij" and done_of(events, 1).done_reason == "length"
+    assert backend.shifts and all(keep == 2 and discard > 0 for _, keep, discard in backend.shifts)
+    positions = [pos for step in backend.decoded for _, pos, _, _ in step]
+    assert max(positions) < 8, "no token is ever placed past num_ctx"
+    # the shifted entries are not what a fresh prompt would compute: only the kept prefix is reused later
+    batcher.submit(req(2, [1, 2, 3, 4, 5], "z", num_predict=1))
+    run(batcher)
+    assert done_of(events, 2).prompt_cached == 2
 
 
 def test_decode_failure_fails_everyone_in_flight() -> None:

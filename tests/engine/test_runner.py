@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
@@ -62,3 +63,21 @@ async def test_bad_input_fails_its_request_and_the_runner_lives_on() -> None:
             await generate(runner, [])
         events = await generate(runner, await runner.tokenize("Hello"))
         assert isinstance(events[-1], Done) and runner.alive
+
+
+async def test_an_abandoned_embedding_batch_stops_at_its_next_input() -> None:
+    # Once, a client that hung up on a long batch still held the runner until the last input was embedded.
+    texts = [f"sentence number {i} about apples, pears and the weather in spring" for i in range(48)]
+    async with running() as runner:
+        started = time.monotonic()
+        assert len(await runner.embed(texts, True, 256)) == len(texts)
+        whole_batch = time.monotonic() - started
+        abandoned = asyncio.ensure_future(runner.embed(texts, True, 256))
+        await asyncio.sleep(whole_batch / 5)
+        abandoned.cancel()
+        started = time.monotonic()
+        assert await runner.tokenize("next request")
+        waited = time.monotonic() - started
+        assert runner.alive
+    # Finishing the batch would have taken about 4/5 of a whole one; stopping takes about one input.
+    assert waited < whole_batch / 2, f"waited {waited:.2f} s after the cancel; a whole batch takes {whole_batch:.2f} s"

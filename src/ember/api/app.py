@@ -13,6 +13,7 @@ from starlette.middleware.cors import CORSMiddleware
 from ember import __version__
 from ember.api.errors import install_error_handlers
 from ember.api.hosts import LocalHostOnly, is_loopback
+from ember.api.metrics import EngineMetrics, RequestMetrics
 from ember.api.preload import preload
 from ember.api.services import Services
 from ember.config import Settings
@@ -46,7 +47,8 @@ def create_app(settings: Settings, *, runner_factory: RunnerFactory | None = Non
     """The engine app. ``runner_factory`` defaults to runner child processes; tests may pass a fake."""
     store = ModelStore(settings.models_path, noprune=settings.noprune)
     scheduler = Scheduler(settings, runner_factory)
-    engine = Engine(settings, store, scheduler)
+    metrics = EngineMetrics(scheduler)
+    engine = Engine(settings, store, scheduler, observer=metrics)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -65,18 +67,20 @@ def create_app(settings: Settings, *, runner_factory: RunnerFactory | None = Non
     app = FastAPI(title="Ember", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url=None)
     app.state.services = Services(settings=settings, store=store, scheduler=scheduler, engine=engine)
+    app.state.metrics = metrics
     install_error_handlers(app)
     app.add_middleware(CORSMiddleware, allow_origin_regex=origins_regex(settings.origins),
                        allow_methods=["GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH"],
                        allow_headers=_ALLOWED_HEADERS)
     if is_loopback(settings.bind_host):
         app.add_middleware(LocalHostOnly)
+    app.add_middleware(RequestMetrics, metrics=metrics)  # outermost: sees every answer, refusals included
     _include_routers(app)
     return app
 
 
 def _include_routers(app: FastAPI) -> None:
-    from ember.api import models_routes, ollama_routes, openai_routes, probe_routes, registry_routes
+    from ember.api import metrics, models_routes, ollama_routes, openai_routes, probe_routes, registry_routes
 
-    for module in (probe_routes, ollama_routes, models_routes, registry_routes, openai_routes):
+    for module in (probe_routes, ollama_routes, models_routes, registry_routes, openai_routes, metrics):
         app.include_router(module.router)

@@ -23,6 +23,15 @@ def flag(body: dict[str, Any], key: str, default: bool) -> bool:
     return value
 
 
+def optional_int(body: dict[str, Any], key: str, default: int) -> int:
+    value = body.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise BadRequest(f"{key} must be an integer")
+    return value
+
+
 def model_field(body: dict[str, Any]) -> str:
     """``model`` (or Ollama's legacy ``name``): required, a string."""
     name = body.get("model") or body.get("name") or ""

@@ -8,7 +8,8 @@ import time
 from datetime import datetime
 from typing import Any
 
-from ember.api.fields import flag, model_field, optional_str
+from ember.api.fields import flag, model_field, optional_int, optional_str
+from ember.api.logprobs import ollama_logprobs
 from ember.durations import parse_keep_alive
 from ember.engine.service import ChatParams, Delta, Event, Finished, GenerateParams, Started, ToolCalls
 from ember.errors import BadRequest
@@ -151,6 +152,9 @@ def generate_params(body: dict[str, Any]) -> GenerateParams:
         keep_alive=parse_keep_alive(body.get("keep_alive")),
         think=_think(body),
         truncate=flag(body, "truncate", True),
+        logprobs=flag(body, "logprobs", False),
+        top_logprobs=optional_int(body, "top_logprobs", 0),
+        shift=flag(body, "shift", True),
     )
 
 
@@ -164,6 +168,9 @@ def chat_params(body: dict[str, Any]) -> ChatParams:
         keep_alive=parse_keep_alive(body.get("keep_alive")),
         think=_think(body),
         truncate=flag(body, "truncate", True),
+        logprobs=flag(body, "logprobs", False),
+        top_logprobs=optional_int(body, "top_logprobs", 0),
+        shift=flag(body, "shift", True),
     )
 
 
@@ -200,7 +207,10 @@ class ChunkShaper:
             return None
         head: dict[str, Any] = {"model": model, "created_at": now_utc()}
         if isinstance(event, Delta):
-            return {**head, **self._body(event.content, event.thinking, None), "done": False}
+            chunk = {**head, **self._body(event.content, event.thinking, None), "done": False}
+            if event.logprobs:
+                chunk["logprobs"] = ollama_logprobs(event.logprobs)
+            return chunk
         if isinstance(event, ToolCalls):
             return {**head, **self._body("", "", event.calls), "done": False}
         assert isinstance(event, Finished)
@@ -237,6 +247,9 @@ def final_fields(event: Finished) -> dict[str, Any]:
 def merge_chunks(kind: str, chunks: list[dict[str, Any]]) -> dict[str, Any]:
     """The non-streaming response: one object with the concatenated text and the final fields."""
     final = dict(chunks[-1])
+    logprobs = [entry for c in chunks for entry in c.get("logprobs", [])]
+    if logprobs:
+        final["logprobs"] = logprobs
     if kind == "chat":
         content = "".join(c["message"]["content"] for c in chunks)
         thinking = "".join(c["message"].get("thinking", "") for c in chunks)

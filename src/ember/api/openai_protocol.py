@@ -16,7 +16,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from ember.api.fields import flag, model_field, optional_str
+from ember.api.fields import flag, model_field, optional_int, optional_str
 from ember.durations import parse_keep_alive
 from ember.engine.service import ChatParams, GenerateParams
 from ember.errors import BadRequest
@@ -60,7 +60,7 @@ class EmbeddingRequest:
 
 def chat_request(body: dict[str, Any]) -> ChatRequest:
     _check_n(body)
-    _reject_set(body, "logprobs", "top_logprobs", "logit_bias")
+    _reject_set(body, "logit_bias")
     stream, include_usage = _stream(body)
     params = ChatParams(
         model=model_field(body),
@@ -71,6 +71,8 @@ def chat_request(body: dict[str, Any]) -> ChatRequest:
         keep_alive=parse_keep_alive(body.get("keep_alive")),
         think=_think(body),
         truncate=flag(body, "truncate", True),
+        logprobs=flag(body, "logprobs", False),
+        top_logprobs=optional_int(body, "top_logprobs", 0),
     )
     return ChatRequest(params, stream, include_usage)
 
@@ -86,6 +88,9 @@ def completion_request(body: dict[str, Any]) -> CompletionRequest:
         options=request_options(body),
         keep_alive=parse_keep_alive(body.get("keep_alive")),
         truncate=flag(body, "truncate", True),
+        # the legacy API's logprobs is the number of alternatives per token; present means wanted
+        logprobs=body.get("logprobs") not in (None, False),
+        top_logprobs=0 if body.get("logprobs") is False else optional_int(body, "logprobs", 0),
     )
     return CompletionRequest(params, stream, include_usage)
 
@@ -94,7 +99,7 @@ def _check_completion_fields(body: dict[str, Any]) -> None:
     _check_n(body)
     if body.get("echo"):
         raise BadRequest("echo is not supported")
-    _reject_set(body, "logprobs", "logit_bias")
+    _reject_set(body, "logit_bias")
     if body.get("best_of") not in (None, 1):
         raise BadRequest("best_of > 1 is not supported")
 

@@ -9,6 +9,8 @@ import struct
 import time
 from typing import Any
 
+from ember.api.logprobs import openai_chat_logprobs, openai_completion_logprobs
+from ember.engine.messages import TokenLogprob
 from ember.engine.service import Delta, Embeddings, Event, Finished, ToolCalls
 from ember.errors import RunnerError
 from ember.store import LocalModel
@@ -88,7 +90,7 @@ class Shaper:
                 "system_fingerprint": FINGERPRINT, "choices": choices}
 
     def _chunk(self, choice: dict[str, Any]) -> dict[str, Any]:
-        chunk = self._envelope(self.chunk_object_name, [{"index": 0, **choice, "logprobs": None}])
+        chunk = self._envelope(self.chunk_object_name, [{"index": 0, "logprobs": None, **choice}])
         if self.include_usage:
             chunk["usage"] = None  # as OpenAI does: only the extra last chunk carries numbers
         return chunk
@@ -116,6 +118,7 @@ class ChatShaper(Shaper):
         self.content: list[str] = []
         self.reasoning: list[str] = []
         self.calls: list[dict[str, Any]] = []
+        self.logprobs: list[TokenLogprob] | None = None  # None until a token with logprobs arrives
 
     def opening(self) -> list[dict[str, Any]]:
         # OpenAI's first chunk carries only the role; sending it at once also gives the client its first byte.
@@ -141,7 +144,12 @@ class ChatShaper(Shaper):
             delta["content"] = event.content
         if event.thinking:
             delta["reasoning"] = event.thinking  # Ollama's non-standard field for thinking text
-        return [self._chunk({"delta": delta, "finish_reason": None})] if delta else []
+        choice: dict[str, Any] = {"delta": delta, "finish_reason": None}
+        if event.logprobs:
+            self.logprobs = self.logprobs or []
+            self.logprobs.extend(event.logprobs)
+            choice["logprobs"] = openai_chat_logprobs(event.logprobs)
+        return [self._chunk(choice)] if delta else []
 
     def response(self) -> dict[str, Any]:
         finished = self._final()
@@ -153,7 +161,8 @@ class ChatShaper(Shaper):
             message["reasoning"] = reasoning
         if self.calls:
             message["tool_calls"] = message_tool_calls(self.calls)
-        choice = {"index": 0, "message": message, "logprobs": None,
+        logprobs = openai_chat_logprobs(self.logprobs) if self.logprobs is not None else None
+        choice = {"index": 0, "message": message, "logprobs": logprobs,
                   "finish_reason": finish_reason(finished, bool(self.calls))}
         return {**self._envelope(self.object_name, [choice]), "usage": usage(finished)}
 
@@ -166,18 +175,27 @@ class CompletionShaper(Shaper):
     def __init__(self, model: str, include_usage: bool = False) -> None:
         super().__init__(model, include_usage)
         self.text: list[str] = []
+        self.logprobs: list[TokenLogprob] | None = None
+        self.offset = 0
 
     def feed(self, event: Event) -> list[dict[str, Any]]:
         if isinstance(event, Delta) and event.content:
             self.text.append(event.content)
-            return [self._chunk({"text": event.content, "finish_reason": None})]
+            choice: dict[str, Any] = {"text": event.content, "finish_reason": None}
+            if event.logprobs:
+                self.logprobs = self.logprobs or []
+                self.logprobs.extend(event.logprobs)
+                choice["logprobs"] = openai_completion_logprobs(event.logprobs, self.offset)
+            self.offset += len(event.content)
+            return [self._chunk(choice)]
         if isinstance(event, Finished):
             return self._closing(event, finish_reason(event, False), {"text": ""})
         return []  # /v1/completions has no field for thinking text or tool calls
 
     def response(self) -> dict[str, Any]:
         finished = self._final()
-        choice = {"index": 0, "text": "".join(self.text), "logprobs": None,
+        logprobs = openai_completion_logprobs(self.logprobs, 0) if self.logprobs is not None else None
+        choice = {"index": 0, "text": "".join(self.text), "logprobs": logprobs,
                   "finish_reason": finish_reason(finished, False)}
         return {**self._envelope(self.object_name, [choice]), "usage": usage(finished)}
 

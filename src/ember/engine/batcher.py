@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ember.engine.messages import Done, Failed, FailureKind, Generate, RequestEvent, Token
+from ember.engine.messages import Done, Failed, FailureKind, Generate, RequestEvent, Token, TokenLogprob
 
 Emit = Callable[[RequestEvent], None]
 
@@ -35,7 +35,9 @@ class Backend(Protocol):
     def free_sampler(self, sampler: Any) -> None: ...
     def is_eog(self, token: int) -> bool: ...
     def piece(self, token: int) -> bytes: ...
+    def logprob(self, index: int, token: int, top_n: int) -> TokenLogprob: ...
     def drop(self, seq: int, start: int) -> None: ...
+    def shift(self, seq: int, keep: int, discard: int) -> bool: ...
     def decode(self, entries: list[tuple[int, int, int, bool]]) -> None: ...
 
 
@@ -51,8 +53,12 @@ class Slot:
     generated: int = 0
     output: list[int] = field(default_factory=list)  # generated token ids, for /api/generate's context
     reused: int = 0
+    # After a context shift, cache entries past this many tokens were moved, not computed where they now sit:
+    # a later request may reuse only the part before it.
+    exact: int | None = None
     text_held: str = ""
     decoder: Any = None
+    logprobs: list[TokenLogprob] = field(default_factory=list)  # of sampled tokens whose text is not out yet
     t_start: float = 0.0
     t_first: float = 0.0
     limit: int = 0
@@ -124,6 +130,9 @@ class Batcher:
     def _start(self, slot: Slot, request: Generate) -> None:
         # Re-evaluate at least the last prompt token: its logits are what the first sample needs.
         reuse = min(_common_prefix(slot.cached, request.tokens), len(request.tokens) - 1)
+        if slot.exact is not None:
+            reuse = min(reuse, slot.exact)
+        slot.exact = None
         self.backend.drop(slot.seq, reuse)
         slot.cached = slot.cached[:reuse]
         slot.request = request
@@ -133,6 +142,7 @@ class Batcher:
         slot.generated = 0
         slot.output = []
         slot.text_held = ""
+        slot.logprobs = []
         slot.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         slot.t_start = time.perf_counter()
         slot.t_first = 0.0
@@ -181,7 +191,11 @@ class Batcher:
                 slot.next_token = None
         for slot, index in samplers:
             if slot.request is not None:
-                self._after_sample(slot, self.backend.sample(slot.sampler, index))
+                token = self.backend.sample(slot.sampler, index)
+                top_n = slot.request.top_logprobs
+                if top_n is not None and not self.backend.is_eog(token):
+                    slot.logprobs.append(self.backend.logprob(index, token, top_n))
+                self._after_sample(slot, token)
         self._assign()
 
     def _after_sample(self, slot: Slot, token: int) -> None:
@@ -197,10 +211,27 @@ class Batcher:
         if self._push_text(slot, slot.decoder.decode(self.backend.piece(token))):
             self._finish(slot, "stop", flush=False)
             return
-        if slot.generated >= request.num_predict or len(slot.cached) + 1 >= slot.limit:
+        if slot.generated >= request.num_predict:
+            self._finish(slot, "length")
+            return
+        if len(slot.cached) + 1 >= slot.limit and not self._shift(slot):
             self._finish(slot, "length")
             return
         slot.next_token = token
+
+    def _shift(self, slot: Slot) -> bool:
+        """Make room by dropping the older half of what follows the kept prefix (Ollama's context shift)."""
+        request = slot.request
+        assert request is not None
+        if request.keep is None:
+            return False
+        keep = min(max(request.keep, 0), slot.limit - 2)
+        discard = (len(slot.cached) - keep) // 2
+        if discard <= 0 or not self.backend.shift(slot.seq, keep, discard):
+            return False
+        del slot.cached[keep:keep + discard]
+        slot.exact = keep if slot.exact is None else min(slot.exact, keep)
+        return True
 
     def _push_text(self, slot: Slot, text: str) -> bool:
         """Emit text that cannot be part of a stop string; True when a stop string was hit."""
@@ -211,14 +242,19 @@ class Batcher:
             at = held.find(stop)
             if at >= 0:
                 if at:
-                    self.emit(Token(request.rid, held[:at]))
+                    self._emit_text(slot, held[:at])
                 slot.text_held = ""
                 return True
         keep = _longest_stop_prefix_suffix(held, request.stop)
         out, slot.text_held = held[: len(held) - keep], held[len(held) - keep:]
         if out:
-            self.emit(Token(request.rid, out))
+            self._emit_text(slot, out)
         return False
+
+    def _emit_text(self, slot: Slot, text: str) -> None:
+        assert slot.request is not None
+        self.emit(Token(slot.request.rid, text, tuple(slot.logprobs)))
+        slot.logprobs = []
 
     def _finish(self, slot: Slot, reason: str, *, flush: bool = True) -> None:
         request = slot.request
@@ -226,7 +262,7 @@ class Batcher:
         if flush:
             tail = slot.text_held + slot.decoder.decode(b"", final=True)
             if tail:
-                self.emit(Token(request.rid, tail))
+                self._emit_text(slot, tail)
         now = time.perf_counter()
         first = slot.t_first or now
         self.emit(Done(

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import llama_cpp as L
+import numpy as np
 
 _KV_TYPES = {"f16": L.GGML_TYPE_F16, "q8_0": L.GGML_TYPE_Q8_0, "q4_0": L.GGML_TYPE_Q4_0}
 _DEFAULT_SEED = 0xFFFFFFFF
@@ -141,10 +142,25 @@ class Context:
         """Forget the sequence's KV entries from ``start`` on."""
         L.llama_memory_seq_rm(self.memory, seq, start, -1)
 
+    def shift(self, seq: int, keep: int, discard: int) -> bool:
+        """Forget ``discard`` tokens after the first ``keep`` and move the rest back; False if the cache cannot."""
+        if not L.llama_memory_can_shift(self.memory):
+            return False
+        L.llama_memory_seq_rm(self.memory, seq, keep, keep + discard)
+        L.llama_memory_seq_add(self.memory, seq, keep + discard, -1, -discard)
+        return True
+
     def decode(self, batch: Batch) -> None:
         status = L.llama_decode(self.ptr, batch.ptr)
         if status != 0:
             raise RuntimeError(f"llama_decode failed with status {status}")
+
+    def logits(self, index: int, n_vocab: int) -> np.ndarray:
+        """The logits of batch entry ``index`` of the last decode (a view: read it before the next decode)."""
+        ptr = L.llama_get_logits_ith(self.ptr, index)
+        if not ptr:
+            raise RuntimeError("llama.cpp returned no logits")
+        return np.ctypeslib.as_array(ptr, shape=(n_vocab,))
 
     def embedding(self, seq: int, n_embd: int) -> list[float]:
         ptr = L.llama_get_embeddings_seq(self.ptr, seq)

@@ -64,6 +64,8 @@ class Generate:
     stop: tuple[str, ...] = ()
     num_predict: int = 128
     num_ctx: int = 0
+    top_logprobs: int | None = None  # None: no log-probabilities; n: the chosen token's and the n likeliest
+    keep: int | None = None  # context shift: tokens kept at the start when num_ctx fills; None: stop instead
 
 
 @dataclass(frozen=True)
@@ -114,9 +116,20 @@ class LoadError:
 
 
 @dataclass(frozen=True)
+class TokenLogprob:
+    """A token's log-probability under the model's distribution before sampling; ``top`` are the likeliest."""
+
+    token: str
+    logprob: float
+    bytes: bytes
+    top: tuple[TokenLogprob, ...] = ()
+
+
+@dataclass(frozen=True)
 class Token:
     rid: int
     text: str
+    logprobs: tuple[TokenLogprob, ...] = ()  # of the tokens whose text this is, when asked for
 
 
 @dataclass(frozen=True)

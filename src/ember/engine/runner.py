@@ -129,7 +129,9 @@ class RunnerHandle:
     # -- requests ------------------------------------------------------------------------------------
 
     async def generate(self, tokens: list[int], options: dict[str, Any], stop: tuple[str, ...], num_predict: int,
-                       num_ctx: int, deadline: float) -> AsyncGenerator[Token | Done, None]:
+                       num_ctx: int, deadline: float, *, top_logprobs: int | None = None,
+                       keep: int | None = None
+                       ) -> AsyncGenerator[Token | Done, None]:
         """Yields Token events and finally one Done; cancels the runner's work if abandoned.
 
         ``deadline`` (event-loop time) arrives as a message from a timer, so waiting for tokens costs no
@@ -138,7 +140,7 @@ class RunnerHandle:
         finished = False
         timer = self._loop.call_at(deadline, inbox.put_nowait, _DeadlinePassed())
         try:
-            self._send(Generate(rid, tokens, options, stop, num_predict, num_ctx))
+            self._send(Generate(rid, tokens, options, stop, num_predict, num_ctx, top_logprobs, keep))
             while True:
                 msg = await inbox.get()
                 if isinstance(msg, Token):
@@ -168,14 +170,18 @@ class RunnerHandle:
 
     async def _call(self, make: Callable[[int], Command]) -> Any:
         rid, inbox = self._open()
+        answered = False
         try:
             self._send(make(rid))
             msg = await inbox.get()
+            answered = True
             if isinstance(msg, Result):
                 return msg.value
             _raise(msg)
         finally:
             self._queues.pop(rid, None)
+            if not answered and self.alive:
+                self._send(Cancel(rid))  # an abandoned embedding batch stops at its next input
 
     def _open(self) -> tuple[int, _Inbox]:
         if not self.alive:

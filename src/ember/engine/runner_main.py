@@ -9,11 +9,13 @@ import contextlib
 import math
 import sys
 import time
+from collections import deque
 from multiprocessing.connection import Connection
 from typing import Any
 
 from ember.engine.batcher import Batcher
 from ember.engine.llama import Batch, Context, ContextSpec, Model, Sampler
+from ember.engine.logprobs import token_logprob
 from ember.engine.messages import (
     Cancel,
     Command,
@@ -30,6 +32,7 @@ from ember.engine.messages import (
     RunnerInfo,
     RunnerSpec,
     Tokenize,
+    TokenLogprob,
 )
 
 _KV_BYTES = {"f16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32}
@@ -57,6 +60,9 @@ class LlamaBackend:
     def sample(self, sampler: Sampler, index: int) -> int:
         return sampler.sample(self.ctx, index)
 
+    def logprob(self, index: int, token: int, top_n: int) -> TokenLogprob:
+        return token_logprob(self.ctx.logits(index, self.n_vocab), token, top_n, self.model.piece)
+
     def free_sampler(self, sampler: Sampler | None) -> None:
         if sampler is not None:
             sampler.close()
@@ -69,6 +75,9 @@ class LlamaBackend:
 
     def drop(self, seq: int, start: int) -> None:
         self.ctx.drop(seq, start)
+
+    def shift(self, seq: int, keep: int, discard: int) -> bool:
+        return self.ctx.shift(seq, keep, discard)
 
     def decode(self, entries: list[tuple[int, int, int, bool]]) -> None:
         self.batch.clear()
@@ -98,6 +107,8 @@ class Runner:
         self.batcher = Batcher(self.backend, self.ctx_spec.n_seq, emit=self.pending.append)
         self.embed_ctx: Context | None = None
         self.last_sent = time.monotonic()
+        # Messages that arrived while an embedding batch ran; they are handled, in order, once it ends.
+        self.deferred: deque[Command] = deque()
 
     def info(self) -> RunnerInfo:
         return RunnerInfo(
@@ -122,8 +133,11 @@ class Runner:
 
     def serve(self) -> None:
         while True:
+            while self.deferred:
+                if not self._handle_safely(self.deferred.popleft()):
+                    return
             timeout: float | None = 0 if self.batcher.busy else None
-            while self.conn.poll(timeout):
+            while not self.deferred and self.conn.poll(timeout):
                 if not self._handle_safely(self.conn.recv()):
                     return
                 timeout = 0
@@ -181,11 +195,24 @@ class Runner:
             for text in msg.texts:
                 vectors.append(self._embed_one(text, msg.truncate, msg.num_ctx))
                 self._heartbeat()
+                if self._cancelled_meanwhile(msg.rid):
+                    return  # nobody waits for the answer any more
             self.conn.send(Result(msg.rid, vectors))
         except ValueError as exc:
             self.conn.send(Failed(msg.rid, str(exc), FailureKind.BAD_REQUEST))
         except Exception as exc:
             self.conn.send(Failed(msg.rid, f"embedding failed: {exc}"))
+
+    def _cancelled_meanwhile(self, rid: int) -> bool:
+        """Reads what arrived during a batch: a cancel of this batch ends it; anything else waits its turn."""
+        cancelled = False
+        while self.conn.poll(0):
+            msg = self.conn.recv()
+            if isinstance(msg, Cancel) and msg.rid == rid:
+                cancelled = True
+            else:
+                self.deferred.append(msg)
+        return cancelled
 
     def _embed_one(self, text: str, truncate: bool, num_ctx: int) -> tuple[list[float], int]:
         limit = min(num_ctx, self.model.n_ctx_train or num_ctx)

@@ -48,7 +48,9 @@ class Runner(Protocol):
     async def close(self) -> None: ...
 
     def generate(self, tokens: list[int], options: dict[str, Any], stop: tuple[str, ...], num_predict: int,
-                 num_ctx: int, deadline: float) -> AsyncGenerator[Token | Done, None]: ...
+                 num_ctx: int, deadline: float, *, top_logprobs: int | None = None,
+                 keep: int | None = None
+                 ) -> AsyncGenerator[Token | Done, None]: ...
 
     async def tokenize(self, text: str, add_special: bool = True) -> list[int]: ...
 
@@ -120,6 +122,7 @@ class Scheduler:
         self.reap_interval = reap_interval
         self.loaded: dict[str, Loaded] = {}
         self.waiting: dict[str, int] = {}
+        self.runner_restarts: dict[str, int] = {}  # model display name -> dead runners dropped (for /metrics)
         self._load_lock = asyncio.Lock()
         self._changed = asyncio.Condition()
         self._reaper: asyncio.Task[None] | None = None
@@ -267,6 +270,9 @@ class Scheduler:
     async def _unload(self, loaded: Loaded) -> None:
         if self.loaded.get(loaded.key) is loaded:
             del self.loaded[loaded.key]
+            if not loaded.runner.alive:  # it died (crash, kill, wedge): the next request starts a new one
+                name = loaded.model.name.display
+                self.runner_restarts[name] = self.runner_restarts.get(name, 0) + 1
         await loaded.runner.close()
         log.info("unloaded %s", loaded.model.name.display)
 

@@ -11,10 +11,11 @@ import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from ember.config import Settings
-from ember.engine.messages import Done
+from ember.engine.logprobs import MAX_TOP_LOGPROBS
+from ember.engine.messages import Done, TokenLogprob
 from ember.engine.parsers import ThinkingParser, ToolCallParser
 from ember.engine.prompt import ModelTraits, render_chat, render_generate
 from ember.engine.scheduler import Lease, Scheduler
@@ -39,6 +40,9 @@ class GenerateParams:
     keep_alive: float | None = None
     think: bool | str | None = None
     truncate: bool = True
+    logprobs: bool = False
+    top_logprobs: int = 0
+    shift: bool = True
 
 
 @dataclass
@@ -51,6 +55,9 @@ class ChatParams:
     keep_alive: float | None = None
     think: bool | str | None = None
     truncate: bool = True
+    logprobs: bool = False
+    top_logprobs: int = 0
+    shift: bool = True
 
 
 @dataclass
@@ -67,6 +74,7 @@ class Started:
 class Delta:
     content: str = ""
     thinking: str = ""
+    logprobs: list[TokenLogprob] = field(default_factory=list)  # of the tokens this text came from, when asked
 
 
 @dataclass
@@ -116,15 +124,47 @@ class _Prompt:
 PromptBuilder = Callable[[Lease, int], Awaitable[_Prompt]]
 
 
+class EngineObserver(Protocol):
+    """Told about each request's milestones (the API's /metrics implements it); must not block."""
+
+    def resolved(self, model: str) -> None:
+        """The request is for this model (its resolved display name)."""
+
+    def queue_wait(self, model: str, seconds: float) -> None:
+        """A request got its slot after ``seconds`` (queueing and loading the model included)."""
+
+    def first_token(self, model: str, seconds: float) -> None:
+        """The first generated token arrived ``seconds`` after generation was requested."""
+
+    def finished(self, model: str, prompt_tokens: int, completion_tokens: int) -> None:
+        """A request completed with these token counts (embeddings: completion_tokens is 0)."""
+
+
+class _Unobserved:
+    def resolved(self, model: str) -> None:
+        pass
+
+    def queue_wait(self, model: str, seconds: float) -> None:
+        pass
+
+    def first_token(self, model: str, seconds: float) -> None:
+        pass
+
+    def finished(self, model: str, prompt_tokens: int, completion_tokens: int) -> None:
+        pass
+
+
 def _ns(seconds: float) -> int:
     return int(seconds * 1e9)
 
 
 class Engine:
-    def __init__(self, settings: Settings, store: ModelStore, scheduler: Scheduler) -> None:
+    def __init__(self, settings: Settings, store: ModelStore, scheduler: Scheduler,
+                 observer: EngineObserver | None = None) -> None:
         self.settings = settings
         self.store = store
         self.scheduler = scheduler
+        self.observer: EngineObserver = observer or _Unobserved()
         self._traits: dict[str, ModelTraits] = {}
 
     # -- models --------------------------------------------------------------------------------------
@@ -133,6 +173,7 @@ class Engine:
         if not name:
             raise BadRequest("model is required")
         model = await asyncio.to_thread(self.store.resolve, name)
+        self.observer.resolved(model.name.display)
         traits = self._traits.get(model.digest)
         if traits is None:
             traits = await asyncio.to_thread(traits_for, model)
@@ -146,8 +187,8 @@ class Engine:
             await self.scheduler.unload(model)
             return Finished(model.name.display, "unload")
         opts = merge_options(parse_options(model.params), options)
-        async with self.scheduler.lease(model, num_ctx=opts.get("num_ctx"), keep_alive=keep_alive):
-            pass
+        async with self.scheduler.lease(model, num_ctx=opts.get("num_ctx"), keep_alive=keep_alive) as lease:
+            self.observer.queue_wait(model.name.display, lease.load_duration)
         return Finished(model.name.display, "load")
 
     # -- generation ----------------------------------------------------------------------------------
@@ -170,7 +211,9 @@ class Engine:
             return self._fit_tokens(tokens, limit, p.truncate)
 
         async for event in self._run(model, traits, opts, p.format, p.keep_alive, p.think, build,
-                                     tools=False, want_context=not p.raw):
+                                     tools=False, want_context=not p.raw,
+                                     top_logprobs=_top_logprobs(p.logprobs, p.top_logprobs),
+                                     shift=p.shift and p.truncate):
             yield event
 
     async def chat(self, p: ChatParams) -> AsyncGenerator[Event, None]:
@@ -190,7 +233,9 @@ class Engine:
             return await self._fit_messages(lease, traits, messages, p.tools, think, limit, p.truncate)
 
         async for event in self._run(model, traits, opts, p.format, p.keep_alive, p.think, build,
-                                     tools=bool(p.tools), want_context=False):
+                                     tools=bool(p.tools), want_context=False,
+                                     top_logprobs=_top_logprobs(p.logprobs, p.top_logprobs),
+                                     shift=p.shift and p.truncate):
             yield event
 
     def _check_common(self, model: LocalModel, traits: ModelTraits, think: bool | str | None,
@@ -263,7 +308,7 @@ class Engine:
 
     async def _run(self, model: LocalModel, traits: ModelTraits, opts: dict[str, Any], fmt: Any,
                    keep_alive: float | None, think: bool | str | None, build: PromptBuilder, *, tools: bool,
-                   want_context: bool) -> AsyncGenerator[Event, None]:
+                   want_context: bool, top_logprobs: int | None, shift: bool) -> AsyncGenerator[Event, None]:
         started = time.monotonic()
         deadline = asyncio.get_running_loop().time() + self.settings.request_timeout
         async with AsyncExitStack() as stack:
@@ -275,23 +320,34 @@ class Engine:
                                ToolCallParser() if tools else None)
             sampling = sampling_from(opts, max_predict=self.settings.max_predict)
             events = lease.runner.generate(prompt.tokens, _runner_options(sampling, fmt), tuple(sampling.stop),
-                                           sampling.num_predict, limit, deadline)
+                                           sampling.num_predict, limit, deadline, top_logprobs=top_logprobs,
+                                           keep=self._keep(sampling, prompt, lease) if shift else None)
             stats = Done(0, "stop")
+            logprobs: list[TokenLogprob] = []  # text a parser holds back keeps its logprobs until it comes out
+            first = True
             try:
                 async for event in events:
                     if isinstance(event, Done):
                         stats = event
                         break
+                    if first:
+                        first = False
+                        self.observer.first_token(model.name.display, time.monotonic() - started)
+                    logprobs.extend(event.logprobs)
                     delta = parsers.split(event.text)
                     if delta.content or delta.thinking:
+                        delta.logprobs, logprobs = logprobs, []
                         yield delta
             except TimeoutError:
                 raise self._deadline_error() from None
             finally:
                 await events.aclose()
             for item in parsers.finish():
+                if isinstance(item, Delta):
+                    item.logprobs, logprobs = logprobs, []
                 yield item
             context = prompt.tokens + stats.tokens if want_context else None
+            self.observer.finished(model.name.display, len(prompt.tokens), stats.eval_count)
             yield _finished(model, stats, prompt, lease, time.monotonic() - started, context)
 
     async def _prepare(self, stack: AsyncExitStack, model: LocalModel, opts: dict[str, Any],
@@ -302,10 +358,20 @@ class Engine:
             async with asyncio.timeout_at(deadline):
                 lease = await stack.enter_async_context(
                     self.scheduler.lease(model, num_ctx=opts.get("num_ctx"), keep_alive=keep_alive))
+                self.observer.queue_wait(model.name.display, lease.load_duration)
                 limit = min(int(opts.get("num_ctx") or lease.loaded.num_ctx), lease.loaded.num_ctx)
                 return lease, limit, await build(lease, limit)
         except TimeoutError:
             raise self._deadline_error() from None
+
+    def _keep(self, sampling: Sampling, prompt: _Prompt, lease: Lease) -> int | None:
+        """Tokens a context shift keeps: num_keep (all of the prompt when negative or longer), plus BOS."""
+        if not self.settings.context_shift:
+            return None
+        keep = sampling.num_keep
+        if keep < 0 or keep > len(prompt.tokens):
+            return len(prompt.tokens)
+        return min(keep + int(lease.loaded.info.add_bos), len(prompt.tokens))
 
     def _deadline_error(self) -> DeadlineExceeded:
         return DeadlineExceeded(
@@ -323,13 +389,21 @@ class Engine:
             async with asyncio.timeout_at(deadline), self.scheduler.lease(
                 model, num_ctx=opts.get("num_ctx"), keep_alive=keep_alive
             ) as lease:
+                self.observer.queue_wait(model.name.display, lease.load_duration)
                 limit = min(int(opts.get("num_ctx") or lease.loaded.num_ctx), lease.loaded.num_ctx)
                 results = await lease.runner.embed(inputs, truncate, limit) if inputs else []
         except TimeoutError:
             raise self._deadline_error() from None
+        self.observer.finished(model.name.display, sum(n for _, n in results), 0)
         vectors = [_shape(vec, normalize, dimensions) for vec, _ in results]
         return Embeddings(model.name.display, vectors, sum(n for _, n in results),
                           _ns(time.monotonic() - started), _ns(lease.load_duration))
+
+
+def _top_logprobs(wanted: bool, top: int) -> int | None:
+    if not 0 <= top <= MAX_TOP_LOGPROBS:
+        raise BadRequest(f"top_logprobs must be between 0 and {MAX_TOP_LOGPROBS}")
+    return top if wanted else None
 
 
 def _runner_options(sampling: Sampling, fmt: Any) -> dict[str, Any]:

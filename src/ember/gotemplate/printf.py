@@ -8,6 +8,7 @@ from typing import Any
 
 from ember.gotemplate.values import go_print, go_quote, go_type
 
+MAX_WIDTH = 1_000_000
 _VERB = re.compile(r"%([-+# 0]*)(\d+)?(?:\.(\d+))?([a-zA-Z%])")
 
 
@@ -33,6 +34,12 @@ def go_sprintf(fmt: str, args: Sequence[Any]) -> str:
             continue
         value = args[used]
         used += 1
+        if _too_large(precision):
+            out.append("%!(BADPREC)")
+            precision = None
+        if _too_large(width):
+            out.append("%!(BADWIDTH)")
+            width = None
         text = _format_verb(verb, value, precision)
         out.append(_pad(text, flags, int(width) if width else 0, verb))
     out.append(fmt[last:])
@@ -40,6 +47,11 @@ def go_sprintf(fmt: str, args: Sequence[Any]) -> str:
         extra = ", ".join(f"{go_type(v)}={fmt_v(v)}" for v in args[used:])
         out.append(f"%!(EXTRA {extra})")
     return "".join(out)
+
+
+def _too_large(number: str | None) -> bool:
+    """Go's fmt refuses widths and precisions over 10^6, so a template cannot ask for gigabytes of padding."""
+    return number is not None and (len(number) > 7 or int(number) > MAX_WIDTH)
 
 
 def _format_verb(verb: str, value: Any, precision: str | None) -> str:
