@@ -6,7 +6,9 @@ import contextlib
 import json
 import os
 import signal
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -93,3 +95,41 @@ def test_wedged_runner_exits_3(watched_engine: RunningServer) -> None:
     assert result.exit_code == 3, result.output
     assert verdicts(result) == [("api", "PASS"), ("model", "PASS"), ("generation", "FAIL")]
     assert "stopped responding" in result.output and "inference failed (exit 3)" in result.output
+
+
+class _KeyedServer(BaseHTTPRequestHandler):
+    """Answers /api/version only with the right bearer key, and knows no models (stands in for a keyed gateway)."""
+
+    def do_GET(self) -> None:
+        if self.headers.get("Authorization") != "Bearer sk-test":
+            self._answer(401, {"error": "missing or invalid API key"})
+        else:
+            self._answer(200, {"version": "0.0.0"})
+
+    def do_POST(self) -> None:
+        self._answer(404, {"error": "model 'x' not found"})
+
+    def _answer(self, status: int, body: dict[str, str]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_the_key_is_sent_as_a_bearer_token() -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _KeyedServer)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        refused = health(url, "--model", "x")
+        allowed = health(url, "--model", "x", "--key", "sk-test")
+    finally:
+        server.shutdown()
+    assert refused.exit_code == 1 and "HTTP 401" in refused.output
+    assert allowed.exit_code == 2 and verdicts(allowed) == [("api", "PASS"), ("model", "FAIL")]
