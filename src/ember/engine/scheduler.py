@@ -136,6 +136,11 @@ class Scheduler:
         for loaded in list(self.loaded.values()):
             await self._unload(loaded)
 
+    @property
+    def supervising(self) -> bool:
+        """Whether the reaper runs: it unloads expired models and drops dead runners (for /readyz)."""
+        return self._reaper is not None and not self._reaper.done()
+
     # -- leasing -------------------------------------------------------------------------------------
 
     @asynccontextmanager
