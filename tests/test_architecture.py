@@ -9,11 +9,12 @@
     gateway     leaves, db                                           -
     web         leaves, db, gateway                                  -
     client      leaves                                               -
-    ops         leaves, client, db                                   -
+    ops         leaves, client, db, store (doctor reads it)              -
     cli         leaves, client, ops, db; the app factories only in cli/serve.py
 
-Leaves are ember/__init__ (the version), config, errors, names, durations, options, gotemplate and modelfile
-(the Modelfile parser: `ember create` parses on the client, the store on the server).
+Leaves are ember/__init__ (the version), config, errors, names, durations, options, gotemplate, modelfile
+(the Modelfile parser: `ember create` parses on the client, the store on the server) and probes (the shape of
+/healthz and /readyz, which the engine, the web role and `ember health` share).
 Imports inside functions and under TYPE_CHECKING count too: a lazy import is still a dependency.
 There are no import cycles between modules.
 """
@@ -27,7 +28,8 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parent.parent / "src"
 
-LEAVES = frozenset({"ember", "config", "errors", "names", "durations", "options", "gotemplate", "modelfile"})
+LEAVES = frozenset({"ember", "config", "errors", "names", "durations", "options", "gotemplate", "modelfile",
+                    "probes"})
 MAY_IMPORT: dict[str, frozenset[str]] = {
     "leaves": LEAVES,
     "store": LEAVES | {"store"},
@@ -37,7 +39,8 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "gateway": LEAVES | {"db", "gateway"},
     "web": LEAVES | {"db", "gateway", "web"},
     "client": LEAVES | {"client"},
-    "ops": LEAVES | {"client", "db", "ops"},
+    # ember doctor sizes the models in the store and a registry manifest: read-only use of the store.
+    "ops": LEAVES | {"client", "db", "store", "ops"},
     "cli": LEAVES | {"client", "ops", "db", "cli"},
 }
 # Where the app factories are wired: the one place allowed to reach into the server layers.
@@ -196,9 +199,10 @@ def test_the_checker_names_a_forbidden_import(tmp_path: Path) -> None:
     assert problems == [
         "ember/engine/runner.py:1: ember.engine.runner imports httpx: engine never imports httpx",
         "ember/gateway/proxy.py:2: ember.gateway.proxy imports ember.engine: "
-        "gateway may import only config, db, durations, ember, errors, gateway, gotemplate, modelfile, names, options",
+        "gateway may import only config, db, durations, ember, errors, gateway, gotemplate, modelfile, names, "
+        "options, probes",
         "ember/store/create.py:3: ember.store.create imports ember.engine.options: "
-        "store may import only config, durations, ember, errors, gotemplate, modelfile, names, options, store",
+        "store may import only config, durations, ember, errors, gotemplate, modelfile, names, options, probes, store",
     ]
 
 

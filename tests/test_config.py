@@ -3,6 +3,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import pytest
+
 from ember.config import Settings, split_host
 
 
@@ -50,3 +52,11 @@ def test_empty_bundled_model_turns_it_off() -> None:
 def test_audit_retention_takes_days() -> None:
     assert Settings.from_env({"EMBER_AUDIT_RETENTION": "7d"}).audit_retention == 7 * 86400.0
     assert Settings.from_env({}).audit_retention == 30 * 86400.0
+
+
+def test_doctor_memory_limit_takes_sizes() -> None:
+    assert Settings.from_env({"EMBER_DOCTOR_MEMORY_LIMIT": "512M"}).doctor_memory_limit == 512 << 20
+    assert Settings.from_env({"EMBER_DOCTOR_MEMORY_LIMIT": "1.5GiB"}).doctor_memory_limit == 3 << 29
+    assert Settings.from_env({"EMBER_DOCTOR_MEMORY_LIMIT": "4096"}).doctor_memory_limit == 4096
+    with pytest.raises(ValueError, match="512M"):
+        Settings.from_env({"EMBER_DOCTOR_MEMORY_LIMIT": "lots"})

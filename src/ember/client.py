@@ -15,15 +15,21 @@ from ember.config import Settings
 class ClientError(Exception):
     """The server answered with an error, or could not be reached. ``str()`` is one clear line."""
 
-    def __init__(self, message: str, status: int | None = None) -> None:
+    def __init__(self, message: str, status: int | None = None, *, unreachable: bool = False,
+                 timed_out: bool = False) -> None:
         super().__init__(message)
         self.status = status
+        self.unreachable = unreachable  # nothing answered at the address
+        self.timed_out = timed_out  # connected, but no full answer within the timeout
 
 
 class Client:
-    def __init__(self, base_url: str, timeout: float | None = None) -> None:
+    def __init__(self, base_url: str, timeout: float | None = None, *, api_key: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.Client(base_url=self.base_url, timeout=httpx.Timeout(timeout, connect=5.0))
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        connect = 5.0 if timeout is None else min(timeout, 5.0)
+        self._http = httpx.Client(base_url=self.base_url, timeout=httpx.Timeout(timeout, connect=connect),
+                                  headers=headers)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Client:
@@ -35,8 +41,11 @@ class Client:
     def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         try:
             response = self._http.request(method, path, json=body)
-        except httpx.ConnectError:
-            raise ClientError(f"could not connect to ember at {self.base_url}: is `ember serve` running?") from None
+        except (httpx.ConnectError, httpx.ConnectTimeout):
+            raise ClientError(f"could not connect to ember at {self.base_url}: is `ember serve` running?",
+                              unreachable=True) from None
+        except httpx.TimeoutException:
+            raise ClientError(f"{self.base_url}{path} did not answer in time", timed_out=True) from None
         except httpx.HTTPError as exc:
             raise ClientError(f"request to {self.base_url}{path} failed: {exc}") from None
         _raise_for_error(response)

@@ -79,6 +79,13 @@ class Settings:
         metadata=_meta("EMBER_CONTEXT_LENGTH", "OLLAMA_CONTEXT_LENGTH",
                        help="Default num_ctx per slot (clamped to the model's trained context)."),
     )
+    context_shift: bool = field(
+        default=True,
+        metadata=_meta("EMBER_CONTEXT_SHIFT",
+                       help="When a generation fills num_ctx, drop the oldest tokens after num_keep and go on "
+                            "(as Ollama does); false: stop with done_reason \"length\". A request turns it off "
+                            "with \"shift\": false or \"truncate\": false."),
+    )
     kv_cache_type: str = field(
         default="f16",
         metadata=_meta("EMBER_KV_CACHE_TYPE", "OLLAMA_KV_CACHE_TYPE", help="KV cache type: f16, q8_0 or q4_0."),
@@ -244,6 +251,11 @@ class Settings:
                        help="Web role: longest keep_alive a request may ask for; longer ones are lowered "
                             "(duration; <0 = no maximum)."),
     )
+    doctor_memory_limit: int = field(
+        default=0,
+        metadata=_meta("EMBER_DOCTOR_MEMORY_LIMIT",
+                       help="Memory `ember doctor` assumes is available, in bytes or with K/M/G/T (0 = measure it)."),
+    )
     log_level: str = field(
         default="info",
         metadata=_meta("EMBER_LOG_LEVEL", help="debug, info, warning or error (OLLAMA_DEBUG=1 means debug)."),
@@ -340,7 +352,8 @@ _INT_FIELDS = {"max_loaded_models", "num_parallel", "max_queue", "context_length
 _DURATION_FIELDS = {"keep_alive", "load_timeout", "request_timeout", "stall_timeout", "audit_retention",
                     "body_timeout", "audit_body_retention", "redis_timeout", "max_keep_alive"}
 _LIMIT_FIELDS = {"limits_admin", "limits_user", "limits_anonymous"}
-_BOOL_FIELDS = {"noprune", "allow_open_engine", "anonymous", "audit_bodies", "metrics_public"}
+_BOOL_FIELDS = {"noprune", "context_shift", "allow_open_engine", "anonymous", "audit_bodies", "metrics_public"}
+_SIZE_FIELDS = {"doctor_memory_limit"}
 
 
 def _convert(name: str, raw: str) -> Any:
@@ -348,6 +361,8 @@ def _convert(name: str, raw: str) -> Any:
         return int(raw)
     if name in _DURATION_FIELDS:
         return parse_duration(raw)
+    if name in _SIZE_FIELDS:
+        return parse_size(raw)
     if name in ("models_dir", "tmpdir", "home"):
         return Path(raw)
     if name == "model_parallel":
@@ -364,6 +379,22 @@ def _convert(name: str, raw: str) -> Any:
     if name == "role" and raw not in ROLES:
         raise ValueError(f"EMBER_ROLE: expected one of {', '.join(ROLES)}, got {raw!r}")
     return raw
+
+
+_SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_size(raw: str) -> int:
+    """Bytes from ``1073741824``, ``512M``, ``2G``, ``1.5GiB`` or ``2GB`` (units are powers of 1024)."""
+    text = raw.strip().upper().removesuffix("B").removesuffix("I")
+    number, unit = (text[:-1], text[-1]) if text and text[-1] in _SIZE_UNITS else (text, "")
+    try:
+        value = float(number)
+    except ValueError:
+        raise ValueError(f"expected a size such as 512M or 2G, got {raw!r}") from None
+    if value < 0:
+        raise ValueError(f"expected a size such as 512M or 2G, got {raw!r}")
+    return int(value * _SIZE_UNITS[unit])
 
 
 def _parse_model_parallel(raw: str) -> tuple[tuple[str, int], ...]:

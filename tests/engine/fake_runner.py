@@ -66,7 +66,8 @@ class FakeRunner:
         self.kill("unloaded")
 
     async def generate(self, tokens: list[int], options: dict[str, Any], stop: tuple[str, ...], num_predict: int,
-                       num_ctx: int, deadline: float, *, top_logprobs: int | None = None
+                       num_ctx: int, deadline: float, *, top_logprobs: int | None = None,
+                       keep: int | None = None
                        ) -> AsyncGenerator[Token | Done, None]:
         self.generations += 1
         finished = False

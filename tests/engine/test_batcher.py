@@ -22,6 +22,7 @@ class ScriptedBackend:
         self.decoded: list[list[tuple[int, int, int, bool]]] = []
         self.dropped: list[tuple[int, int]] = []
         self.scripts: dict[int, list[int]] = {}
+        self.shifts: list[tuple[int, int, int]] = []
 
     def new_sampler(self, opts: dict[str, Any]) -> Any:
         return list(opts["script"])
@@ -45,6 +46,10 @@ class ScriptedBackend:
 
     def drop(self, seq: int, start: int) -> None:
         self.dropped.append((seq, start))
+
+    def shift(self, seq: int, keep: int, discard: int) -> bool:
+        self.shifts.append((seq, keep, discard))
+        return True
 
     def decode(self, entries: list[tuple[int, int, int, bool]]) -> None:
         self.decoded.append(list(entries))
@@ -175,7 +180,7 @@ def test_long_prompt_is_chunked_while_others_decode() -> None:
     assert sum(1 for _, _, seq, _ in step if seq == 1) < 199, "the newcomer's prompt is chunked"
 
 
-def test_context_full_ends_with_length() -> None:
+def test_context_full_without_shift_ends_with_length() -> None:
     batcher, backend, events = make(n_slots=1)
     backend.n_ctx_per_seq = 8
     batcher.slots[0].cached = []
@@ -183,6 +188,21 @@ def test_context_full_ends_with_length() -> None:
     run(batcher)
     assert done_of(events, 1).done_reason == "length"
     assert len(text_of(events, 1)) <= 3
+
+
+def test_a_full_context_shifts_and_generation_goes_on() -> None:
+    batcher, backend, events = make(n_slots=1)
+    backend.n_ctx_per_seq = 8
+    batcher.submit(req(1, [1, 2, 3, 4, 5], "abcdefghij", num_predict=10, keep=2))
+    run(batcher)
+    assert text_of(events, 1) == "abcdefghij" and done_of(events, 1).done_reason == "length"
+    assert backend.shifts and all(keep == 2 and discard > 0 for _, keep, discard in backend.shifts)
+    positions = [pos for step in backend.decoded for _, pos, _, _ in step]
+    assert max(positions) < 8, "no token is ever placed past num_ctx"
+    # the shifted entries are not what a fresh prompt would compute: only the kept prefix is reused later
+    batcher.submit(req(2, [1, 2, 3, 4, 5], "z", num_predict=1))
+    run(batcher)
+    assert done_of(events, 2).prompt_cached == 2
 
 
 def test_decode_failure_fails_everyone_in_flight() -> None:

@@ -86,3 +86,21 @@ def test_each_app_has_its_own_registry_and_no_key_label() -> None:
     body = first.render()[0].decode()
     assert "key" not in {label for (_, labels) in samples(first) for label, _ in labels}
     assert all(line.startswith(("# ", "ember_gateway_")) for line in body.splitlines() if line)
+
+
+async def test_limits_degraded_follows_a_redis_limiter_falling_back() -> None:
+    from ember.config import Settings
+    from ember.gateway.limits import MemoryLimiter, Quota, RedisLimiter
+    from tests.server_harness import free_port
+
+    metrics = GatewayMetrics()
+    limiter = RedisLimiter.from_settings(Settings(redis_url=f"redis://127.0.0.1:{free_port()}/0",
+                                                  redis_timeout=0.2))  # nothing listens there
+    metrics.watch_limiter(limiter)
+    assert value(metrics, "ember_gateway_limits_degraded") == 0
+    await limiter.admit("k", Quota(rpm=5))
+    assert value(metrics, "ember_gateway_limits_degraded") == 1
+    await limiter.aclose()
+    memory = GatewayMetrics()
+    memory.watch_limiter(MemoryLimiter())
+    assert value(memory, "ember_gateway_limits_degraded") == 0

@@ -61,6 +61,7 @@ def create_app(settings: Settings, *, runner_factory: RunnerFactory | None = Non
             log.info("registered the bundled model as %s", settings.bundled_model)
         if settings.preload:
             await preload(store, settings.preload)
+        app.state.services.preloaded = True
         await scheduler.start()
         try:
             yield
@@ -87,7 +88,7 @@ def create_app(settings: Settings, *, runner_factory: RunnerFactory | None = Non
 
 
 def _include_routers(app: FastAPI) -> None:
-    from ember.api import metrics, models_routes, ollama_routes, openai_routes, registry_routes
+    from ember.api import metrics, models_routes, ollama_routes, openai_routes, probe_routes, registry_routes
 
-    for module in (ollama_routes, models_routes, registry_routes, openai_routes, metrics):
+    for module in (probe_routes, ollama_routes, models_routes, registry_routes, openai_routes, metrics):
         app.include_router(module.router)

@@ -18,10 +18,10 @@ from ember.api.errors import ollama_error_body, openai_error_body
 from ember.api.hosts import is_loopback
 from ember.config import Settings
 from ember.errors import UnsafeExposure
+from ember.probes import PROBE_PATHS
 
 log = logging.getLogger(__name__)
 
-PROBE_PATHS = frozenset({"/healthz", "/readyz"})
 OPEN_WARNING = ("!! the engine is listening on %s without EMBER_ENGINE_KEY (EMBER_ALLOW_OPEN_ENGINE=true): "
                 "anyone who can reach this address can use it")
 

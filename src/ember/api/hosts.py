@@ -2,7 +2,8 @@
 
 A web page on an attacker's domain can make a browser send requests to 127.0.0.1 under the attacker's host
 name; checking the Host header stops that (Ollama does the same). Bound to a public address, every Host is
-allowed, since reverse proxies and remote clients use their own names.
+allowed, since reverse proxies and remote clients use their own names. The probe paths are answered for any
+Host: they reveal nothing and change nothing, and probes may name the pod or node.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import ipaddress
 import socket
 
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from ember.probes import PROBE_PATHS
 
 _LOCAL_SUFFIXES = (".localhost", ".local", ".internal")
 
@@ -48,7 +51,8 @@ class LocalHostOnly:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
+        # Probes carry no data and do no work; kubelet sends the pod IP or node name as Host.
+        if scope["type"] == "http" and scope["path"] not in PROBE_PATHS:
             host = dict(scope["headers"]).get(b"host", b"").decode("latin-1")
             if host and not is_local_host(host):
                 await _forbidden(send)

@@ -154,6 +154,7 @@ def generate_params(body: dict[str, Any]) -> GenerateParams:
         truncate=flag(body, "truncate", True),
         logprobs=flag(body, "logprobs", False),
         top_logprobs=optional_int(body, "top_logprobs", 0),
+        shift=flag(body, "shift", True),
     )
 
 
@@ -169,6 +170,7 @@ def chat_params(body: dict[str, Any]) -> ChatParams:
         truncate=flag(body, "truncate", True),
         logprobs=flag(body, "logprobs", False),
         top_logprobs=optional_int(body, "top_logprobs", 0),
+        shift=flag(body, "shift", True),
     )
 
 

@@ -21,6 +21,8 @@ class Services:
     store: ModelStore
     scheduler: Scheduler
     engine: Engine
+    # Set once EMBER_PRELOAD has finished: /readyz fails until then.
+    preloaded: bool = False
 
 
 def services(request: Request) -> Services:

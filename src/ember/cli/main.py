@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from ember import __version__
-from ember.cli import accounts, models
+from ember.cli import accounts, bench, doctor, health, models
 from ember.cli.common import client, friendly_errors
 from ember.cli.format import human_size, relative_time, table
 from ember.config import ROLES, Settings, describe
@@ -160,7 +160,8 @@ def run(model: str, prompt: tuple[str, ...], keepalive: str | None, verbose: boo
         session.repl()
 
 
-for _command in [*models.COMMANDS, *accounts.COMMANDS]:
+for _command in [*models.COMMANDS, *accounts.COMMANDS, *health.COMMANDS, *doctor.COMMANDS,
+                 *bench.COMMANDS]:
     cli.add_command(_command)
 
 

@@ -37,6 +37,7 @@ class Backend(Protocol):
     def piece(self, token: int) -> bytes: ...
     def logprob(self, index: int, token: int, top_n: int) -> TokenLogprob: ...
     def drop(self, seq: int, start: int) -> None: ...
+    def shift(self, seq: int, keep: int, discard: int) -> bool: ...
     def decode(self, entries: list[tuple[int, int, int, bool]]) -> None: ...
 
 
@@ -52,6 +53,9 @@ class Slot:
     generated: int = 0
     output: list[int] = field(default_factory=list)  # generated token ids, for /api/generate's context
     reused: int = 0
+    # After a context shift, cache entries past this many tokens were moved, not computed where they now sit:
+    # a later request may reuse only the part before it.
+    exact: int | None = None
     text_held: str = ""
     decoder: Any = None
     logprobs: list[TokenLogprob] = field(default_factory=list)  # of sampled tokens whose text is not out yet
@@ -126,6 +130,9 @@ class Batcher:
     def _start(self, slot: Slot, request: Generate) -> None:
         # Re-evaluate at least the last prompt token: its logits are what the first sample needs.
         reuse = min(_common_prefix(slot.cached, request.tokens), len(request.tokens) - 1)
+        if slot.exact is not None:
+            reuse = min(reuse, slot.exact)
+        slot.exact = None
         self.backend.drop(slot.seq, reuse)
         slot.cached = slot.cached[:reuse]
         slot.request = request
@@ -204,10 +211,27 @@ class Batcher:
         if self._push_text(slot, slot.decoder.decode(self.backend.piece(token))):
             self._finish(slot, "stop", flush=False)
             return
-        if slot.generated >= request.num_predict or len(slot.cached) + 1 >= slot.limit:
+        if slot.generated >= request.num_predict:
+            self._finish(slot, "length")
+            return
+        if len(slot.cached) + 1 >= slot.limit and not self._shift(slot):
             self._finish(slot, "length")
             return
         slot.next_token = token
+
+    def _shift(self, slot: Slot) -> bool:
+        """Make room by dropping the older half of what follows the kept prefix (Ollama's context shift)."""
+        request = slot.request
+        assert request is not None
+        if request.keep is None:
+            return False
+        keep = min(max(request.keep, 0), slot.limit - 2)
+        discard = (len(slot.cached) - keep) // 2
+        if discard <= 0 or not self.backend.shift(slot.seq, keep, discard):
+            return False
+        del slot.cached[keep:keep + discard]
+        slot.exact = keep if slot.exact is None else min(slot.exact, keep)
+        return True
 
     def _push_text(self, slot: Slot, text: str) -> bool:
         """Emit text that cannot be part of a stop string; True when a stop string was hit."""

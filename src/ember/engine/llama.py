@@ -142,6 +142,14 @@ class Context:
         """Forget the sequence's KV entries from ``start`` on."""
         L.llama_memory_seq_rm(self.memory, seq, start, -1)
 
+    def shift(self, seq: int, keep: int, discard: int) -> bool:
+        """Forget ``discard`` tokens after the first ``keep`` and move the rest back; False if the cache cannot."""
+        if not L.llama_memory_can_shift(self.memory):
+            return False
+        L.llama_memory_seq_rm(self.memory, seq, keep, keep + discard)
+        L.llama_memory_seq_add(self.memory, seq, keep + discard, -1, -discard)
+        return True
+
     def decode(self, batch: Batch) -> None:
         status = L.llama_decode(self.ptr, batch.ptr)
         if status != 0:

@@ -65,6 +65,7 @@ class Generate:
     num_predict: int = 128
     num_ctx: int = 0
     top_logprobs: int | None = None  # None: no log-probabilities; n: the chosen token's and the n likeliest
+    keep: int | None = None  # context shift: tokens kept at the start when num_ctx fills; None: stop instead
 
 
 @dataclass(frozen=True)

@@ -129,7 +129,8 @@ class RunnerHandle:
     # -- requests ------------------------------------------------------------------------------------
 
     async def generate(self, tokens: list[int], options: dict[str, Any], stop: tuple[str, ...], num_predict: int,
-                       num_ctx: int, deadline: float, *, top_logprobs: int | None = None
+                       num_ctx: int, deadline: float, *, top_logprobs: int | None = None,
+                       keep: int | None = None
                        ) -> AsyncGenerator[Token | Done, None]:
         """Yields Token events and finally one Done; cancels the runner's work if abandoned.
 
@@ -139,7 +140,7 @@ class RunnerHandle:
         finished = False
         timer = self._loop.call_at(deadline, inbox.put_nowait, _DeadlinePassed())
         try:
-            self._send(Generate(rid, tokens, options, stop, num_predict, num_ctx, top_logprobs))
+            self._send(Generate(rid, tokens, options, stop, num_predict, num_ctx, top_logprobs, keep))
             while True:
                 msg = await inbox.get()
                 if isinstance(msg, Token):

@@ -76,6 +76,9 @@ class LlamaBackend:
     def drop(self, seq: int, start: int) -> None:
         self.ctx.drop(seq, start)
 
+    def shift(self, seq: int, keep: int, discard: int) -> bool:
+        return self.ctx.shift(seq, keep, discard)
+
     def decode(self, entries: list[tuple[int, int, int, bool]]) -> None:
         self.batch.clear()
         for token, pos, seq, logits in entries:

@@ -48,7 +48,8 @@ class Runner(Protocol):
     async def close(self) -> None: ...
 
     def generate(self, tokens: list[int], options: dict[str, Any], stop: tuple[str, ...], num_predict: int,
-                 num_ctx: int, deadline: float, *, top_logprobs: int | None = None
+                 num_ctx: int, deadline: float, *, top_logprobs: int | None = None,
+                 keep: int | None = None
                  ) -> AsyncGenerator[Token | Done, None]: ...
 
     async def tokenize(self, text: str, add_special: bool = True) -> list[int]: ...
@@ -134,6 +135,11 @@ class Scheduler:
             self._reaper.cancel()
         for loaded in list(self.loaded.values()):
             await self._unload(loaded)
+
+    @property
+    def supervising(self) -> bool:
+        """Whether the reaper runs: it unloads expired models and drops dead runners (for /readyz)."""
+        return self._reaper is not None and not self._reaper.done()
 
     # -- leasing -------------------------------------------------------------------------------------
 

@@ -42,6 +42,7 @@ class GenerateParams:
     truncate: bool = True
     logprobs: bool = False
     top_logprobs: int = 0
+    shift: bool = True
 
 
 @dataclass
@@ -56,6 +57,7 @@ class ChatParams:
     truncate: bool = True
     logprobs: bool = False
     top_logprobs: int = 0
+    shift: bool = True
 
 
 @dataclass
@@ -210,7 +212,8 @@ class Engine:
 
         async for event in self._run(model, traits, opts, p.format, p.keep_alive, p.think, build,
                                      tools=False, want_context=not p.raw,
-                                     top_logprobs=_top_logprobs(p.logprobs, p.top_logprobs)):
+                                     top_logprobs=_top_logprobs(p.logprobs, p.top_logprobs),
+                                     shift=p.shift and p.truncate):
             yield event
 
     async def chat(self, p: ChatParams) -> AsyncGenerator[Event, None]:
@@ -231,7 +234,8 @@ class Engine:
 
         async for event in self._run(model, traits, opts, p.format, p.keep_alive, p.think, build,
                                      tools=bool(p.tools), want_context=False,
-                                     top_logprobs=_top_logprobs(p.logprobs, p.top_logprobs)):
+                                     top_logprobs=_top_logprobs(p.logprobs, p.top_logprobs),
+                                     shift=p.shift and p.truncate):
             yield event
 
     def _check_common(self, model: LocalModel, traits: ModelTraits, think: bool | str | None,
@@ -304,7 +308,7 @@ class Engine:
 
     async def _run(self, model: LocalModel, traits: ModelTraits, opts: dict[str, Any], fmt: Any,
                    keep_alive: float | None, think: bool | str | None, build: PromptBuilder, *, tools: bool,
-                   want_context: bool, top_logprobs: int | None) -> AsyncGenerator[Event, None]:
+                   want_context: bool, top_logprobs: int | None, shift: bool) -> AsyncGenerator[Event, None]:
         started = time.monotonic()
         deadline = asyncio.get_running_loop().time() + self.settings.request_timeout
         async with AsyncExitStack() as stack:
@@ -316,7 +320,8 @@ class Engine:
                                ToolCallParser() if tools else None)
             sampling = sampling_from(opts, max_predict=self.settings.max_predict)
             events = lease.runner.generate(prompt.tokens, _runner_options(sampling, fmt), tuple(sampling.stop),
-                                           sampling.num_predict, limit, deadline, top_logprobs=top_logprobs)
+                                           sampling.num_predict, limit, deadline, top_logprobs=top_logprobs,
+                                           keep=self._keep(sampling, prompt, lease) if shift else None)
             stats = Done(0, "stop")
             logprobs: list[TokenLogprob] = []  # text a parser holds back keeps its logprobs until it comes out
             first = True
@@ -358,6 +363,15 @@ class Engine:
                 return lease, limit, await build(lease, limit)
         except TimeoutError:
             raise self._deadline_error() from None
+
+    def _keep(self, sampling: Sampling, prompt: _Prompt, lease: Lease) -> int | None:
+        """Tokens a context shift keeps: num_keep (all of the prompt when negative or longer), plus BOS."""
+        if not self.settings.context_shift:
+            return None
+        keep = sampling.num_keep
+        if keep < 0 or keep > len(prompt.tokens):
+            return len(prompt.tokens)
+        return min(keep + int(lease.loaded.info.add_bos), len(prompt.tokens))
 
     def _deadline_error(self) -> DeadlineExceeded:
         return DeadlineExceeded(

@@ -96,5 +96,12 @@ class GatewayMetrics:
         finally:
             gauge.dec()
 
+    def watch_limiter(self, limiter: object) -> None:
+        """Export ``ember_gateway_limits_degraded``: 1 while a Redis limiter has fallen back to per-replica limits
+        (Redis failing or slow), else 0. Read at scrape time from the limiter's ``degraded`` property."""
+        gauge = Gauge("ember_gateway_limits_degraded", "1 while rate limits are per replica because Redis "
+                      "failed or was slow (EMBER_REDIS_TIMEOUT), else 0.", registry=self.registry)
+        gauge.set_function(lambda: 1.0 if getattr(limiter, "degraded", False) else 0.0)
+
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -33,7 +33,7 @@ from ember.store.transfer import (
     upload_blob,
 )
 
-__all__ = ["pull", "push"]
+__all__ = ["pull", "push", "remote_manifest"]
 
 _MANIFEST_ACCEPT = ", ".join((mf.MANIFEST_MEDIA_TYPE, "application/vnd.oci.image.manifest.v1+json"))
 
@@ -82,6 +82,14 @@ async def push(store: ModelStore, name: str, *, insecure: bool = False,
         if response.status_code not in (200, 201, 202):
             raise status_error(response, what)
     yield {"status": "success"}
+
+
+async def remote_manifest(name: str, *, insecure: bool = False,
+                          client: httpx.AsyncClient | None = None) -> dict[str, Any]:
+    """The registry's manifest for ``name``, parsed and checked, without pulling anything (`ember doctor`)."""
+    parsed = _parse_name(name, insecure)
+    async with _session(parsed, insecure, client) as session:
+        return _parse_remote_manifest(await _fetch_manifest(session, parsed.tag))
 
 
 def _parse_name(name: str, insecure: bool) -> ModelName:
