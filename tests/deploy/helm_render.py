@@ -35,7 +35,8 @@ def render(values: str = "default", *extra: str, release: str = "demo") -> list[
 
 def find(objects: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
     matches = [o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name]
-    assert len(matches) == 1, f"{kind}/{name}: {len(matches)} found among {[(o['kind'], o['metadata']['name']) for o in objects]}"
+    names = [(o["kind"], o["metadata"]["name"]) for o in objects]
+    assert len(matches) == 1, f"{kind}/{name}: {len(matches)} found among {names}"
     return matches[0]
 
 
