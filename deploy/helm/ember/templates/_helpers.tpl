@@ -23,7 +23,11 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
 {{- define "ember.image" -}}
+{{- if .Values.image.digest -}}
+{{ printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else -}}
 {{ printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- end -}}
 {{- end -}}
 
 {{- define "ember.keysSecret" -}}
