@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTAINERS = ROOT / "deploy" / "containers"
@@ -129,3 +130,47 @@ def _wait_for_api(name: str) -> None:
         time.sleep(1)
     raise AssertionError("the engine in the container did not answer within 90 s:\n"
                          + _podman("logs", name, check=False).stderr)
+
+
+def _render_models_configmap(tmp_path: Path) -> Path:
+    """The chart's init-container script and one Modelfile, as the pod would mount them."""
+    if shutil.which("helm") is None:
+        pytest.skip("helm is not installed (scripts/install-helm.sh)")
+    rendered = subprocess.run(
+        ["helm", "template", "demo", str(ROOT / "deploy" / "helm" / "ember"), "--show-only",
+         "templates/engine-configmap.yaml", "--set-json",
+         'engine.modelfiles=[{"name": "terse", "modelfile": "FROM smollm2:135m\\nSYSTEM You answer in one word."}]'],
+        capture_output=True, text=True, timeout=60)
+    assert rendered.returncode == 0, rendered.stderr
+    data = yaml.safe_load(rendered.stdout)["data"]
+    mounted = tmp_path / "mounted"
+    (mounted / "scripts").mkdir(parents=True)
+    (mounted / "modelfiles").mkdir()
+    (mounted / "scripts" / "pull-models.sh").write_text(data["pull-models.sh"])
+    (mounted / "modelfiles" / "0").write_text(data["0"])
+    for path in [mounted, *mounted.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return mounted
+
+
+@pytest.mark.slow
+def test_chart_init_container_script_creates_models_and_fails_visibly(image: str, tmp_path: Path) -> None:
+    """The Helm chart's `models` init container, run in the image: it creates a model from a Modelfile
+    (offline, from the bundled model) and lists it; a pull that cannot succeed fails the container with the error."""
+    mounted = _render_models_configmap(tmp_path)
+    volume = f"ember-test-{uuid.uuid4().hex[:8]}-models"
+    run = ["--runtime", "runc", "run", "--rm", "--read-only", "--network=none", *ULIMITS,
+           "-v", f"{volume}:/var/lib/ember", "-v", f"{mounted / 'scripts'}:/scripts:ro",
+           "-v", f"{mounted / 'modelfiles'}:/modelfiles:ro", "--entrypoint", "/bin/sh"]
+    try:
+        made = _podman(*run, "-e", "EMBER_MODELS_TO_PULL=", "-e", "EMBER_MODELS_TO_CREATE=terse", image,
+                       "/scripts/pull-models.sh", timeout=300, check=False)
+        assert made.returncode == 0, made.stdout + made.stderr
+        listing = made.stdout.split("== models on this engine:", 1)[1]
+        assert "terse:latest" in listing and "smollm2:135m" in listing
+        failed = _podman(*run, "-e", "EMBER_MODELS_TO_PULL=no-such-model:1b", "-e", "EMBER_MODELS_TO_CREATE=",
+                         image, "/scripts/pull-models.sh", timeout=300, check=False)
+        assert failed.returncode != 0
+        assert "== pulling no-such-model:1b" in failed.stdout and failed.stderr.strip(), failed.stdout
+    finally:
+        _podman("volume", "rm", "-f", volume, check=False)
