@@ -22,7 +22,7 @@ CONTAINERFILE = CONTAINERS / "Containerfile"
 BASE = os.environ.get("EMBER_TEST_BASE_IMAGE", "localhost/ember-base:bookworm")
 IMAGE = "localhost/ember:test"
 # This machine's podman needs runc and explicit ulimits (cgroups hybrid mode, hard limits root cannot raise).
-PODMAN_CONF = ROOT.parent / "shared" / "tools" / "podman" / "containers.conf"
+PODMAN_CONF = Path(__file__).parent / "podman.conf"
 ULIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
 
 
@@ -55,9 +55,7 @@ def test_image_contract_in_containerfile() -> None:
 
 
 def _podman(*args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
-    if PODMAN_CONF.exists():
-        env.setdefault("CONTAINERS_CONF", str(PODMAN_CONF))
+    env = {**os.environ, "CONTAINERS_CONF": os.environ.get("CONTAINERS_CONF", str(PODMAN_CONF))}
     result = subprocess.run(["podman", *args], capture_output=True, text=True, timeout=timeout, env=env)
     if check:
         assert result.returncode == 0, f"podman {' '.join(args)}:\n{result.stdout}\n{result.stderr}"
