@@ -120,7 +120,9 @@ def test_image_runs_read_only_as_non_root_and_is_healthy(image: str) -> None:
 
 
 def _wait_for_api(name: str) -> None:
-    probe = "import urllib.request; urllib.request.urlopen('http://127.0.0.1:11434/', timeout=2)"
+    # Any HTTP answer counts (without the engine key most paths answer 401).
+    probe = ("import urllib.error, urllib.request\ntry: urllib.request.urlopen('http://127.0.0.1:11434/', timeout=2)\n"
+             "except urllib.error.HTTPError: pass")
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         if _podman("exec", name, "python3", "-c", probe, check=False, timeout=30).returncode == 0:
