@@ -14,6 +14,10 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   fi
 fi
 
+# deploy/ tests: systemd-analyze, helm, kubectl; the slow suite also podman, checkov and a kube-apiserver (.tools/)
+bash scripts/deploy-tools.sh "${1:-}"
+export PATH="$PWD/.tools/bin:$PWD/.tools/kube/bin:$PATH"
+
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 . .venv/bin/activate
