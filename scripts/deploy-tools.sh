@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Tools the deploy/ tests use, installed where missing (scripts/test.sh calls this):
 #   always:       systemd-analyze (Debian `systemd`), helm and kubectl (scripts/install-helm.sh, into .tools/bin)
-#   slow suite:   podman + debootstrap (image build), checkov (its own venv, .tools/checkov),
+#   slow suite:   podman + debootstrap (image build), checkov (its own venv, in the cache below),
 #                 etcd and kube-apiserver v1.20 built from Debian's `kubernetes` source package (.tools/kube/bin,
 #                 kept between runs: the build takes ~10 minutes on 2 cores)
 # usage: scripts/deploy-tools.sh [--quick]      Debian packages need root; without it they are reported and the
@@ -9,7 +9,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TOOLS=$PWD/.tools
-mkdir -p "$TOOLS/bin"
+# The slow builds (kube-apiserver ~10 min, checkov's venv) live in a per-user cache, like pip's wheel cache, so a
+# fresh clone on the same machine reuses them; .tools/ only links to them.
+CACHE=${EMBER_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ember-tools}
+mkdir -p "$TOOLS/bin" "$CACHE/kube/bin"
+[ -e "$TOOLS/kube" ] || ln -s "$CACHE/kube" "$TOOLS/kube"
 export PATH="$TOOLS/bin:$PATH"
 quick=${1:-}
 
@@ -32,9 +36,8 @@ command -v helm >/dev/null 2>&1 || bash scripts/install-helm.sh "$TOOLS/bin"
 [ "$quick" != --quick ] || exit 0
 
 if ! command -v checkov >/dev/null 2>&1; then
-  python3 -m venv "$TOOLS/checkov"
-  "$TOOLS/checkov/bin/pip" install -q checkov
-  ln -sf "$TOOLS/checkov/bin/checkov" "$TOOLS/bin/checkov"
+  [ -x "$CACHE/checkov/bin/checkov" ] || { python3 -m venv "$CACHE/checkov" && "$CACHE/checkov/bin/pip" install -q checkov; }
+  ln -sf "$CACHE/checkov/bin/checkov" "$TOOLS/bin/checkov"
 fi
 
 build_kube_apiserver() (
