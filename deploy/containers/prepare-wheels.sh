@@ -6,5 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${1:-python3}
-"$PY" -m pip wheel -q -w deploy/containers/wheels . 'setuptools>=77' wheel
+# pip resolves markers for the host's Python; bookworm's is 3.11.2, where redis also needs async-timeout
+# (python_full_version < "3.11.3"), so it is named here.
+"$PY" -m pip wheel -q -w deploy/containers/wheels . 'setuptools>=77' wheel 'async-timeout>=4.0.3'
 ls deploy/containers/wheels | grep -c '\.whl$' | xargs echo "wheels:"
