@@ -4,10 +4,11 @@
     leaves      other leaves                                         -
     store       leaves                                               fastapi, starlette
     engine      leaves, store                                        fastapi, starlette, httpx
-    api         leaves, store, engine                                -
+    edge        leaves (the HTTP edge shared by api and gateway)     -
+    api         leaves, store, engine, edge                          -
     db          leaves                                               fastapi, starlette
-    gateway     leaves, db                                           -
-    web         leaves, db, gateway                                  -
+    gateway     leaves, db, edge                                     -
+    web         leaves, db, edge, gateway                            -
     client      leaves                                               -
     ops         leaves, client, db, store (doctor reads it)              -
     cli         leaves, client, ops, db; the app factories only in cli/serve.py
@@ -34,10 +35,12 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "leaves": LEAVES,
     "store": LEAVES | {"store"},
     "engine": LEAVES | {"store", "engine"},
-    "api": LEAVES | {"store", "engine", "api"},
+    # The HTTP edge the two servers share (error bodies, bounded bodies, the 500 for a bug); leaves only.
+    "edge": LEAVES | {"edge"},
+    "api": LEAVES | {"store", "engine", "edge", "api"},
     "db": LEAVES | {"db"},
-    "gateway": LEAVES | {"db", "gateway"},
-    "web": LEAVES | {"db", "gateway", "web"},
+    "gateway": LEAVES | {"db", "edge", "gateway"},
+    "web": LEAVES | {"db", "edge", "gateway", "web"},
     "client": LEAVES | {"client"},
     # ember doctor sizes the models in the store and a registry manifest: read-only use of the store.
     "ops": LEAVES | {"client", "db", "store", "ops"},
@@ -199,7 +202,7 @@ def test_the_checker_names_a_forbidden_import(tmp_path: Path) -> None:
     assert problems == [
         "ember/engine/runner.py:1: ember.engine.runner imports httpx: engine never imports httpx",
         "ember/gateway/proxy.py:2: ember.gateway.proxy imports ember.engine: "
-        "gateway may import only config, db, durations, ember, errors, gateway, gotemplate, modelfile, names, "
+        "gateway may import only config, db, durations, edge, ember, errors, gateway, gotemplate, modelfile, names, "
         "options, probes",
         "ember/store/create.py:3: ember.store.create imports ember.engine.options: "
         "store may import only config, durations, ember, errors, gotemplate, modelfile, names, options, probes, store",

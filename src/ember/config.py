@@ -6,6 +6,7 @@ too (the ``EMBER_*`` name wins when both are set). docs/configuration.md documen
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 from collections.abc import Mapping
@@ -310,6 +311,16 @@ class Settings:
             values["log_level"] = "debug"
         values.update(overrides)
         return cls(**values)
+
+
+def is_loopback(host: str) -> bool:
+    """A bind address that only this machine can reach: ``localhost`` or a loopback IP."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def split_host(value: str) -> tuple[str, int]:

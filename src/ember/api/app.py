@@ -13,11 +13,11 @@ from starlette.middleware.cors import CORSMiddleware
 from ember import __version__
 from ember.api.engine_key import EngineKeyRequired, OpenEngineWarning, check_exposure
 from ember.api.errors import install_error_handlers
-from ember.api.hosts import LocalHostOnly, is_loopback
+from ember.api.hosts import LocalHostOnly
 from ember.api.metrics import EngineMetrics, RequestMetrics
 from ember.api.preload import preload
 from ember.api.services import Services
-from ember.config import Settings
+from ember.config import Settings, is_loopback
 from ember.engine.scheduler import RunnerFactory, Scheduler
 from ember.engine.service import Engine
 from ember.store import ModelStore

@@ -17,30 +17,11 @@ from typing import Any
 from starlette.requests import Request
 
 from ember.config import Settings
-from ember.errors import BadRequest, PayloadTooLarge, RequestTimeout
+from ember.edge import read_body
+from ember.errors import BadRequest, RequestTimeout
 
 MAX_JSON_DEPTH = 64
 _SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-async def read_body(request: Request, max_bytes: int, timeout: float) -> bytes:
-    """The whole body, at most ``max_bytes`` of it, received within ``timeout`` seconds (a client that
-    trickles bytes must not hold a request open forever)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-        raise PayloadTooLarge(f"request body too large: {declared} bytes exceeds the limit of {max_bytes}")
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        async with asyncio.timeout(timeout):
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > max_bytes:
-                    raise PayloadTooLarge(f"request body too large: exceeds the limit of {max_bytes} bytes")
-                chunks.append(chunk)
-    except TimeoutError:
-        raise RequestTimeout(f"the request body did not arrive within {timeout:g}s (EMBER_BODY_TIMEOUT)") from None
-    return b"".join(chunks)
 
 
 async def idle_bounded(chunks: AsyncIterator[bytes], idle: float) -> AsyncIterator[bytes]:

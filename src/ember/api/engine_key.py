@@ -14,9 +14,8 @@ import logging
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ember.api.errors import ollama_error_body, openai_error_body
-from ember.api.hosts import is_loopback
-from ember.config import Settings
+from ember.config import Settings, is_loopback
+from ember.edge import ollama_error_body, openai_error_body
 from ember.errors import UnsafeExposure
 from ember.probes import PROBE_PATHS
 

@@ -18,15 +18,6 @@ from ember.probes import PROBE_PATHS
 _LOCAL_SUFFIXES = (".localhost", ".local", ".internal")
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def is_local_host(host: str) -> bool:
     name = _strip_port(host).lower().rstrip(".")
     if name in ("localhost", socket.gethostname().lower()) or name.endswith(_LOCAL_SUFFIXES):

@@ -16,10 +16,10 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from ember.api import openai_protocol as proto
 from ember.api import openai_shaping as shaping
 from ember.api.bodies import read_json
-from ember.api.errors import openai_error_body, unexpected_error_message
 from ember.api.ollama_routes import TRUNCATED_HEADER
 from ember.api.services import services
 from ember.api.streaming import unless_disconnected
+from ember.edge import openai_error_body, unexpected_error_message
 from ember.engine.service import Event, Started
 from ember.errors import EmberError, InvalidModelName, ModelNotFound
 

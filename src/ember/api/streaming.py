@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from ember.api.errors import ollama_error_body, unexpected_error_message
+from ember.edge import ollama_error_body, unexpected_error_message
 from ember.errors import ClientGone, EmberError
 
 T = TypeVar("T")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,7 +10,7 @@ import anyio.to_thread
 import httpx
 from starlette.applications import Starlette
 
-from ember.config import Settings, split_host
+from ember.config import Settings, is_loopback, split_host
 from ember.db.database import Database
 from ember.gateway.audit import AuditWriter
 from ember.gateway.auth import Authenticator
@@ -26,15 +25,6 @@ from ember.gateway.services import Gateway
 from ember.gateway.setup import offer_setup_link
 
 log = logging.getLogger(__name__)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def anonymous_allowed(settings: Settings) -> bool:

@@ -7,32 +7,10 @@ the body.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
-from starlette.requests import Request
-
-from ember.errors import BadRequest, PayloadTooLarge, RequestTimeout
-
-
-async def read_body(request: Request, max_bytes: int, timeout: float) -> bytes:
-    """The whole body, at most ``max_bytes``, arriving within ``timeout`` seconds (a trickle must not hold us)."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > max_bytes:
-        raise PayloadTooLarge(f"request body too large: {declared} bytes exceeds the limit of {max_bytes}")
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        async with asyncio.timeout(timeout):
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > max_bytes:
-                    raise PayloadTooLarge(f"request body too large: exceeds the limit of {max_bytes} bytes")
-                chunks.append(chunk)
-    except TimeoutError:
-        raise RequestTimeout(f"the request body did not arrive within {timeout:g}s (EMBER_BODY_TIMEOUT)") from None
-    return b"".join(chunks)
+from ember.errors import BadRequest
 
 
 def parse_object(raw: bytes, *, allow_empty: bool = False) -> dict[str, Any]:

@@ -18,9 +18,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from ember.config import Settings
 from ember.db.database import Database
 from ember.db.policies import ModelPolicy, get_policies, policy_key
+from ember.edge import Api
 from ember.errors import InvalidModelName, RateLimited
 from ember.gateway.auth import Principal
-from ember.gateway.errors import Api
 from ember.gateway.guards import Admission, Guards, PolicyResult
 from ember.gateway.limits import Limiter, quota_for
 from ember.gateway.metrics import GatewayMetrics

@@ -20,8 +20,8 @@ import anyio.to_thread
 import httpx
 from starlette.responses import JSONResponse, Response
 
+from ember.edge import error_body
 from ember.errors import BadRequest, EngineUnavailable, RequestTimeout
-from ember.gateway.errors import error_body
 from ember.gateway.pipeline import Call, Pipeline, exchange_headers
 from ember.gateway.pool import Node
 from ember.gateway.proxy import Outgoing, RelayResponse

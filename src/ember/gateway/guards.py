@@ -12,8 +12,8 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ember.edge import Api
 from ember.gateway.auth import Principal
-from ember.gateway.errors import Api
 
 
 class Admission(Protocol):

@@ -24,11 +24,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ember.config import Settings
+from ember.edge import read_body
 from ember.errors import EmberError, UpstreamFailed
 from ember.gateway.accounting import UsageTracker
 from ember.gateway.audit import AuditWriter
 from ember.gateway.auth import Authenticator, Principal, authorize
-from ember.gateway.bodies import model_of, parse_object, read_body, wants_stream
+from ember.gateway.bodies import model_of, parse_object, wants_stream
 from ember.gateway.errors import error_response, stream_error_chunk
 from ember.gateway.exchange import Exchange
 from ember.gateway.guards import Guards

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ember.gateway.errors import Api
+from ember.edge import Api
 
 
 @dataclass(frozen=True)

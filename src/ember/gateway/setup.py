@@ -18,8 +18,8 @@ from starlette.responses import HTMLResponse
 from ember.config import Settings
 from ember.db.database import Database
 from ember.db.users import admin_exists, create_first_admin, create_setup_token
+from ember.edge import read_body
 from ember.errors import BadRequest, EmberError
-from ember.gateway.bodies import read_body
 
 log = logging.getLogger(__name__)
 

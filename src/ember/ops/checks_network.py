@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import ipaddress
 import json
 import os
 import socket
@@ -13,7 +12,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from ember.client import Client, ClientError
-from ember.config import Settings, split_host
+from ember.config import Settings, is_loopback, split_host
 from ember.ops.findings import FAIL, INFO, PASS, WARN, Check, DoctorContext, Finding
 from ember.probes import READYZ, Readiness
 
@@ -26,15 +25,6 @@ def _serves_engine(settings: Settings) -> bool:
 
 def _serves_web(settings: Settings) -> bool:
     return settings.role in ("all", "web")
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 # -- who holds a port ------------------------------------------------------------------------------
@@ -151,7 +141,7 @@ def check_exposure(context: DoctorContext) -> list[Finding]:
         found.append(_engine_exposure(settings))
     if _serves_web(settings):
         host = split_host(settings.web_host)[0]
-        if not _is_loopback(host) and settings.anonymous:
+        if not is_loopback(host) and settings.anonymous:
             found.append(Finding("exposure", FAIL, f"the web role binds {host} with EMBER_ANONYMOUS on: "
                                  "its /api and /v1 would be open to anyone who can reach it",
                                  "unset EMBER_ANONYMOUS and create API keys (`ember keys create NAME`)"))
@@ -160,7 +150,7 @@ def check_exposure(context: DoctorContext) -> list[Finding]:
 
 def _engine_exposure(settings: Settings) -> Finding:
     host = settings.bind_host
-    if _is_loopback(host):
+    if is_loopback(host):
         return Finding("exposure", PASS, f"the engine binds loopback ({host}): only this host can reach it")
     if settings.engine_key:
         return Finding("exposure", PASS, f"the engine binds {host} and requires EMBER_ENGINE_KEY")
