@@ -14,7 +14,7 @@ from starlette.routing import BaseRoute, Route
 from ember.errors import Forbidden
 from ember.gateway import fanout, listings
 from ember.gateway import routes_table as table
-from ember.gateway.pipeline import Call
+from ember.gateway.pipeline import Action, Call
 from ember.gateway.probes import liveness, readiness
 from ember.gateway.proxy import RelayResponse
 from ember.gateway.services import gateway
@@ -47,18 +47,14 @@ async def _forward(call: Call) -> RelayResponse:
     return await gateway(call.request).pipeline.forward(call)
 
 
-def _forwarding(route: table.Route) -> Callable[[Request], Awaitable[Response]]:
+def _through(route: table.Route, action: Action) -> Callable[[Request], Awaitable[Response]]:
+    """The handler for ``route``: the pipeline (auth, limits, policy, audit) around ``action``."""
+
     async def handler(request: Request) -> Response:
-        return await gateway(request).pipeline.handle(request, route, _forward)
+        return await gateway(request).pipeline.handle(request, route, action)
 
-    handler.__name__ = "forward_" + route.path.strip("/").replace("/", "_")
+    handler.__name__ = action.__name__.lstrip("_") + "_" + route.path.strip("/").replace("/", "_")
     return handler
-
-
-
-
-async def version(request: Request) -> Response:
-    return await gateway(request).pipeline.handle(request, table.VERSION, _forward)
 
 
 async def model_info(request: Request) -> Response:
@@ -78,18 +74,6 @@ async def _models(call: Call) -> Response:
     return JSONResponse(await listings.merged_models(gateway(call.request).pool, call.principal.allows_model))
 
 
-async def tags(request: Request) -> Response:
-    return await gateway(request).pipeline.handle(request, table.TAGS, _tags)
-
-
-async def ps(request: Request) -> Response:
-    return await gateway(request).pipeline.handle(request, table.PS, _ps)
-
-
-async def models(request: Request) -> Response:
-    return await gateway(request).pipeline.handle(request, table.MODEL_LIST, _models)
-
-
 async def _fan_out_streams(call: Call) -> Response:
     return await fanout.fan_out(gateway(call.request).pipeline, call, streams=True)
 
@@ -98,40 +82,12 @@ async def _fan_out_once(call: Call) -> Response:
     return await fanout.fan_out(gateway(call.request).pipeline, call, streams=False)
 
 
-async def pull(request: Request) -> Response:
-    return await gateway(request).pipeline.handle(request, table.PULL, _fan_out_streams)
-
-
-async def create(request: Request) -> Response:
-    return await gateway(request).pipeline.handle(request, table.CREATE, _fan_out_streams)
-
-
-async def copy(request: Request) -> Response:
-    return await gateway(request).pipeline.handle(request, table.COPY, _fan_out_once)
-
-
-async def delete(request: Request) -> Response:
-    return await gateway(request).pipeline.handle(request, table.DELETE, _fan_out_once)
-
-
-async def push(request: Request) -> Response:
-    return await gateway(request).pipeline.handle(request, table.PUSH, _forward)
-
-
 async def _blob_exists(call: Call) -> Response:
     return await fanout.blob_exists(gateway(call.request).pipeline, call)
 
 
 async def _upload_blob(call: Call) -> Response:
     return await fanout.upload_blob(gateway(call.request).pipeline, call)
-
-
-async def blob_exists(request: Request) -> Response:
-    return await gateway(request).pipeline.handle(request, table.BLOB, _blob_exists)
-
-
-async def upload_blob(request: Request) -> Response:
-    return await gateway(request).pipeline.handle(request, table.BLOB, _upload_blob)
 
 
 async def metrics(request: Request) -> Response:
@@ -148,7 +104,8 @@ async def metrics(request: Request) -> Response:
 
 
 def routes() -> list[BaseRoute]:
-    forwarded: list[BaseRoute] = [Route(r.path, _forwarding(r), methods=["POST"]) for r in table.FORWARDED.values()]
+    forwarded: list[BaseRoute] = [Route(r.path, _through(r, _forward), methods=["POST"])
+                                  for r in table.FORWARDED.values()]
     return forwarded + [
         Route("/", root, methods=["GET", "HEAD"]),
         Route("/healthz", healthz, methods=["GET"]),
@@ -156,16 +113,16 @@ def routes() -> list[BaseRoute]:
         Route("/setup", setup_page, methods=["GET"]),
         Route("/setup", setup_post, methods=["POST"]),
         Route("/metrics", metrics, methods=["GET"]),
-        Route("/api/version", version, methods=["GET", "HEAD"]),
-        Route("/api/tags", tags, methods=["GET", "HEAD"]),
-        Route("/api/ps", ps, methods=["GET"]),
-        Route("/v1/models", models, methods=["GET"]),
+        Route("/api/version", _through(table.VERSION, _forward), methods=["GET", "HEAD"]),
+        Route("/api/tags", _through(table.TAGS, _tags), methods=["GET", "HEAD"]),
+        Route("/api/ps", _through(table.PS, _ps), methods=["GET"]),
+        Route("/v1/models", _through(table.MODEL_LIST, _models), methods=["GET"]),
         Route("/v1/models/{name:path}", model_info, methods=["GET"]),
-        Route("/api/pull", pull, methods=["POST"]),
-        Route("/api/create", create, methods=["POST"]),
-        Route("/api/copy", copy, methods=["POST"]),
-        Route("/api/delete", delete, methods=["DELETE"]),
-        Route("/api/push", push, methods=["POST"]),
-        Route("/api/blobs/{digest}", blob_exists, methods=["HEAD"]),
-        Route("/api/blobs/{digest}", upload_blob, methods=["POST"]),
+        Route("/api/pull", _through(table.PULL, _fan_out_streams), methods=["POST"]),
+        Route("/api/create", _through(table.CREATE, _fan_out_streams), methods=["POST"]),
+        Route("/api/copy", _through(table.COPY, _fan_out_once), methods=["POST"]),
+        Route("/api/delete", _through(table.DELETE, _fan_out_once), methods=["DELETE"]),
+        Route("/api/push", _through(table.PUSH, _forward), methods=["POST"]),
+        Route("/api/blobs/{digest}", _through(table.BLOB, _blob_exists), methods=["HEAD"]),
+        Route("/api/blobs/{digest}", _through(table.BLOB, _upload_blob), methods=["POST"]),
     ]
