@@ -19,6 +19,7 @@ from ember.durations import parse_duration
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 11434
 ROLES = ("all", "engine", "web")
+SIGNUP_MODES = ("open", "approval", "closed")
 
 
 @dataclass(frozen=True)
@@ -216,6 +217,20 @@ class Settings:
         default=False,
         metadata=_meta("EMBER_METRICS_PUBLIC", help="Serve the web role's /metrics without the admin scope."),
     )
+    signup: str = field(
+        default="approval",
+        metadata=_meta("EMBER_SIGNUP",
+                       help="Web UI sign-up until an admin changes it: open, approval (new users pending) or closed."),
+    )
+    session_ttl: float = field(
+        default=7 * 24 * 3600.0,
+        metadata=_meta("EMBER_SESSION_TTL", help="How long a web UI login lasts without activity (duration)."),
+    )
+    cookie_secure: bool = field(
+        default=False,
+        metadata=_meta("EMBER_COOKIE_SECURE",
+                       help="Mark the session cookie Secure even over plain HTTP (e.g. behind a TLS proxy)."),
+    )
     redis_timeout: float = field(
         default=0.25,
         metadata=_meta("EMBER_REDIS_TIMEOUT",
@@ -361,9 +376,10 @@ def _truthy(raw: str) -> bool:
 _INT_FIELDS = {"max_loaded_models", "num_parallel", "max_queue", "context_length", "max_predict", "num_thread",
                "num_gpu", "num_batch", "max_body_bytes", "max_messages", "max_num_ctx"}
 _DURATION_FIELDS = {"keep_alive", "load_timeout", "request_timeout", "stall_timeout", "audit_retention",
-                    "body_timeout", "audit_body_retention", "redis_timeout", "max_keep_alive"}
+                    "body_timeout", "audit_body_retention", "redis_timeout", "max_keep_alive", "session_ttl"}
 _LIMIT_FIELDS = {"limits_admin", "limits_user", "limits_anonymous"}
-_BOOL_FIELDS = {"noprune", "context_shift", "allow_open_engine", "anonymous", "audit_bodies", "metrics_public"}
+_BOOL_FIELDS = {"noprune", "context_shift", "allow_open_engine", "anonymous", "audit_bodies", "metrics_public",
+               "cookie_secure"}
 _SIZE_FIELDS = {"doctor_memory_limit"}
 
 
@@ -389,6 +405,8 @@ def _convert(name: str, raw: str) -> Any:
         return raw
     if name == "role" and raw not in ROLES:
         raise ValueError(f"EMBER_ROLE: expected one of {', '.join(ROLES)}, got {raw!r}")
+    if name == "signup" and raw not in SIGNUP_MODES:
+        raise ValueError(f"EMBER_SIGNUP: expected one of {', '.join(SIGNUP_MODES)}, got {raw!r}")
     return raw
 
 

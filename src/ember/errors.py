@@ -254,6 +254,12 @@ class Forbidden(EmberError):
     code = "insufficient_permissions"
 
 
+class CsrfFailed(Forbidden):
+    """A browser session's state-changing request without its CSRF token (or with a wrong one)."""
+
+    code = "csrf_failed"
+
+
 class EngineUnavailable(EmberError):
     """No engine node is healthy, or every node tried refused the request before answering."""
 

@@ -18,12 +18,14 @@ from ember.db import Database, migrate
 from ember.db.tables import Base, UserRow
 from ember.errors import BadRequest, DatabaseUnavailable
 
-TABLES = {"users", "api_keys", "setup_tokens", "audit_events", "model_policies"}
+TABLES = {"users", "api_keys", "setup_tokens", "audit_events", "model_policies", "web_sessions", "app_settings",
+          "chats", "messages", "documents", "chunks"}
 # The tables each revision adds: the step test checks that each step does exactly this.
 ADDED_BY = {
     "0001_accounts": {"users", "api_keys", "setup_tokens"},
     "0002_audit": {"audit_events"},
     "0003_model_policies": {"model_policies"},
+    "0004_web": {"web_sessions", "app_settings", "chats", "messages", "documents", "chunks"},
 }
 
 

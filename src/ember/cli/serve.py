@@ -17,7 +17,7 @@ import uvicorn
 from ember.api.app import create_app
 from ember.config import Settings, split_host
 from ember.db.database import Database
-from ember.gateway.app import create_web_app
+from ember.web.app import create_app as create_web_app
 
 log = logging.getLogger("ember")
 

@@ -76,11 +76,14 @@ class Pipeline:
         self.timeout = httpx.Timeout(connect=5.0, read=settings.request_timeout + 30.0, write=60.0, pool=10.0)
 
     async def handle(self, request: Request, route: Route, action: Action, *,
-                     model: str | None = None) -> Response:
+                     model: str | None = None, principal: Principal | None = None) -> Response:
+        """``principal`` is given when the web role calls its own pipeline for a logged-in user (the UI's
+        chats); otherwise the request's credentials say who is asking."""
         exchange = Exchange.begin(request, route.path)
         exchange.model = model
         try:
-            principal = await self.auth.authenticate(request.headers)
+            if principal is None:
+                principal = await self.auth.authenticate(request.headers, request.method)
             exchange.principal = principal
             raw, body = await self._read(request, route)
             if body is not None and route.model_keys:
