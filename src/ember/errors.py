@@ -254,6 +254,13 @@ class Forbidden(EmberError):
     code = "insufficient_permissions"
 
 
+class DocumentIndexing(Conflict):
+    """A message refers to a document that is still being indexed: its text is not searchable yet."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"document {name!r} is still being indexed; send the message when it is ready")
+
+
 class CsrfFailed(Forbidden):
     """A browser session's state-changing request without its CSRF token (or with a wrong one)."""
 

@@ -2,13 +2,31 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from starlette.requests import Request
 
 from ember.config import Settings
 from ember.db.database import Database
+from ember.db.sessions import WebUser
 from ember.gateway.services import Gateway
+
+
+@dataclass(frozen=True)
+class Retrieved:
+    """What retrieval adds to one chat turn: text for the prompt (with [n] markers) and the citations."""
+
+    system_text: str
+    citations: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Retriever(Protocol):
+    async def context(self, user: WebUser, chat_id: str, query: str, document_ids: list[str],
+                      collections: list[str]) -> Retrieved:
+        """The passages of the named (and the chat's own) documents nearest to ``query``; raises
+        DocumentIndexing while one of them is still being indexed."""
+        ...
 
 
 @dataclass
@@ -16,6 +34,7 @@ class WebUI:
     settings: Settings
     database: Database
     gateway: Gateway
+    retriever: Retriever | None = None
 
 
 def web(request: Request) -> WebUI:
