@@ -253,17 +253,6 @@ def branch(messages: Iterable[Message], leaf_id: str | None) -> list[Message]:
     return path
 
 
-def deepest_leaf(messages: Iterable[Message], start_id: str) -> str:
-    """The newest path down from ``start_id`` to a message with no children (to show a branch whole)."""
-    children: dict[str | None, list[Message]] = {}
-    for message in messages:
-        children.setdefault(message.parent_id, []).append(message)
-    current = start_id
-    while children.get(current):
-        current = max(children[current], key=lambda m: (m.created_at, m.id)).id
-    return current
-
-
 # --- helpers ---------------------------------------------------------------------------------------------
 
 
