@@ -10,11 +10,20 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 
+from ember.db.database import Database
+from ember.db.sessions import create_session
+from ember.db.users import create_user
+from ember.gateway.auth import SESSION_COOKIE
 from tests.server_harness import TEST_DEFAULTS, free_port
+
+if TYPE_CHECKING:
+    from playwright.sync_api import BrowserContext
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -83,3 +92,21 @@ def ember_serve(tmp: Path, models_dir: Path, **env: str) -> EmberServe:
               "EMBER_HOME": str(home), "EMBER_MODELS": str(models_dir), "EMBER_LOG_LEVEL": "info",
               **{f"EMBER_{k.upper()}": str(v) for k, v in TEST_DEFAULTS.items()}, **env}
     return EmberServe(home, engine_port, web_port, tmp / f"ember-{web_port}.log", values)
+
+
+def log_in_as(served: EmberServe, context: BrowserContext, name: str, role: str = "user") -> None:
+    """A new user with a session made directly in ``served``'s database, its cookie set on ``context`` (the
+    login page's own tests go through the form)."""
+    database = Database.open(f"sqlite:///{served.home / 'ember.db'}")
+    try:
+        user = create_user(database, name, "a long enough password", role)
+        made = create_session(database, user.id, timedelta(hours=1))
+    finally:
+        database.close()
+    context.add_cookies([{"name": SESSION_COOKIE, "value": made.token, "url": served.url}])
+
+
+def engine_active(served: EmberServe) -> int:
+    """Requests the engine is generating or has queued, from its /api/ps."""
+    ps = httpx.get(served.engine_url + "/api/ps", timeout=10).json()
+    return sum(int(m.get("active", 0)) + int(m.get("queued", 0)) for m in ps["models"])

@@ -10,6 +10,7 @@ import { Sidebar } from "./sidebar.js";
 import { Tree } from "./tree.js";
 
 const $ = (id) => document.getElementById(id);
+const emptyNote = $("empty");
 
 const state = {
   chat: null, // the chat object on screen, or null for a new chat not yet created
@@ -67,8 +68,7 @@ function generating() {
 function draw() {
   const shown = path();
   view.render(state.tree, shown);
-  $("empty").hidden = shown.length > 0;
-  if (shown.length === 0) $("messages").append($("empty"));
+  if (shown.length === 0) $("messages").append(emptyNote); // the hint for a new chat
   $("chat-title").textContent = state.chat?.title || "New chat";
   document.title = `${state.chat?.title || "New chat"} · Ember`;
   for (const message of shown) if (message.status === "streaming") follow(message.id);
