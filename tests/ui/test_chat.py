@@ -45,6 +45,7 @@ def set_num_predict(page: Page, tokens: int) -> None:
 def send(page: Page, text: str) -> None:
     page.get_by_label("Message").fill(text)
     page.get_by_role("button", name="Send").click()
+    expect(page.get_by_label("Message")).to_have_value("")  # sent: the question and its answer are on screen
 
 
 def last_answer(page: Page):  # type: ignore[no-untyped-def]
@@ -66,6 +67,7 @@ def import_chat(page: Page, tmp_path: Path, export: dict[str, object]) -> None:
     path = tmp_path / "import.json"
     path.write_text(json.dumps(export))
     page.locator("#import-file").set_input_files(str(path))
+    expect(page.locator("#chat-title")).to_have_text(str(export["title"]))
     expect(page.locator('[data-role="assistant"]').first).to_be_visible()
 
 
@@ -136,6 +138,7 @@ def test_regenerate_and_edit_make_branches_that_can_be_navigated(chat_page: Page
     wait_finished(page)
     first = last_answer(page).locator(".body").inner_text()
     last_answer(page).get_by_role("button", name="Regenerate").click()
+    expect(last_answer(page).locator(".branch-pos")).to_have_text("2/2")
     wait_finished(page)
     expect(last_answer(page).locator(".branch-pos")).to_have_text("2/2")
     last_answer(page).get_by_role("button", name="Previous branch").click()
@@ -148,8 +151,8 @@ def test_regenerate_and_edit_make_branches_that_can_be_navigated(chat_page: Page
     user.get_by_role("button", name="Edit").click()
     page.get_by_label("Edit message").fill("Name an animal.")
     page.get_by_role("button", name="Save & submit").click()
-    wait_finished(page)
     expect(page.locator('[data-role="user"] .body')).to_have_text("Name an animal.")
+    wait_finished(page)
     expect(page.locator('[data-role="user"] .branch-pos')).to_have_text("2/2")
     page.locator('[data-role="user"]').get_by_role("button", name="Previous branch").click()
     expect(page.locator('[data-role="user"] .body')).to_have_text("Name a colour.")

@@ -265,6 +265,9 @@ function wire() {
     await saveChat({ model: $("model").value });
     settings.show();
   }));
+  for (const link of document.querySelectorAll("#chat-menu a")) {
+    link.addEventListener("click", () => { $("chat-menu").open = false; });
+  }
   $("rename-chat").addEventListener("click", () => {
     $("chat-menu").open = false;
     sidebar.startRename(state.chat.id);

@@ -65,7 +65,7 @@ export class Settings {
       input.disabled = isLocked && !this.isAdmin;
       label.classList.toggle("locked", isLocked);
       label.title = isLocked ? `Locked by the admin for ${model.name}` : "";
-      label.querySelector("span").textContent = this.inputs.get(name).spec.label + (isLocked ? " 🔒" : "");
+      label.querySelector("span").textContent = this.inputs.get(name).spec.label + (isLocked ? " (locked)" : "");
     }
     const system = $("system");
     const systemLocked = locked.has("system");

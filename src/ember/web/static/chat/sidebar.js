@@ -47,7 +47,7 @@ export class Sidebar {
       if (chat.id === current) open.setAttribute("aria-current", "page");
       item.append(open,
         button("✎", () => this.startRename(chat.id), { className: "icon chat-rename", ariaLabel: `Rename ${chat.title || "chat"}` }),
-        button("🗑", () => this.confirmDelete(chat.id), { className: "icon chat-delete", ariaLabel: `Delete ${chat.title || "chat"}` }));
+        button("×", () => this.confirmDelete(chat.id), { className: "icon chat-delete", ariaLabel: `Delete ${chat.title || "chat"}` }));
       return item;
     });
     if (items.length === 0) {
