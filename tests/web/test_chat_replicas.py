@@ -4,11 +4,15 @@ and a replica that shuts down mid-answer stores how far it got and frees the eng
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 
 import pytest
 
 from ember.db import Database
-from ember.db.chats import read_message
+from ember.db.chats import Message, add_messages, read_message
+from ember.db.ids import new_id
+from ember.db.tables import utcnow
+from ember.db.users import get_user
 from ember.web.services import WebUI
 from tests.gateway.harness import Accounts, RunningWeb
 from tests.server_harness import RunningServer
@@ -77,3 +81,19 @@ def test_a_replica_shutting_down_mid_answer_stores_it_and_frees_the_engine(
     stopped = read_message(web_db, mid)
     assert stopped is not None and stopped.status == "failed" and stopped.content.startswith(seen.text)
     assert stopped.error == "the server stopped during the answer"
+
+
+def test_an_answer_whose_generator_died_is_marked_failed(browser_for: Callable[[str], Browser],
+                                                         web_db: Database) -> None:
+    browser = browser_for("user")
+    chat = new_chat(browser)
+    user = get_user(web_db, browser.user_name)
+    assert user is not None
+    long_ago = utcnow() - timedelta(minutes=5)
+    orphan = Message(id=new_id(), chat_id=chat["id"], parent_id=None, role="assistant", content="Half an ans",
+                     status="streaming", created_at=long_ago, updated_at=long_ago)
+    add_messages(web_db, user.id, chat["id"], [orphan])
+    followed = follow(browser, orphan.id)
+    assert followed.events[0].data == {"content": "Half an ans", "thinking": "", "status": "streaming"}
+    assert followed.done["status"] == "failed" and "stopped before it was done" in followed.done["error"]
+    assert followed.done["content"] == "Half an ans"

@@ -119,6 +119,21 @@ def test_stop_stops_the_engine(browser_for: BrowserFor, keyed_engine: RunningSer
     assert follow(browser, mid).done["status"] == "stopped"  # a finished message: snapshot and done at once
 
 
+def test_stop_right_after_sending_ends_the_request_cleanly(browser_for: BrowserFor, ui: RunningWeb,
+                                                          web_db: Database, keyed_engine: RunningServer) -> None:
+    wait_engine_idle(keyed_engine, within=60)
+    browser = browser_for("user")
+    chat = new_chat(browser, num_predict=400)
+    turn = send(browser, chat["id"], "Write a very long essay about the history of roads.")
+    assert browser.post(f"/ui/api/messages/{turn['assistant']['id']}/stop").status_code == 202
+    final = wait_status(browser, chat["id"], turn["assistant"]["id"], within=30)
+    assert final["status"] == "stopped"
+    assert wait_engine_idle(keyed_engine, within=5) < 5
+    ui.flush_audit()
+    rows = [r for r in query_audit(web_db, limit=500) if r.user_name == browser.user_name]
+    assert [(r.route, r.status) for r in rows] == [("/api/chat", 499)]  # finished once, as a client that left
+
+
 def test_regenerate_and_edit_make_branches(browser_for: BrowserFor) -> None:
     browser = browser_for("user")
     chat = new_chat(browser, num_predict=6)

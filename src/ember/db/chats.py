@@ -187,7 +187,8 @@ def add_messages(db: Database, user_id: int, chat_id: str, messages: Sequence[Me
 def save_progress(db: Database, message_id: str, content: str, thinking: str | None) -> bool:
     """Store the text so far; True if someone asked to stop this answer (perhaps on another replica)."""
     with db.session() as session:
-        session.execute(update(MessageRow).where(MessageRow.id == message_id)
+        # Only while streaming: a late store must never overwrite the final text.
+        session.execute(update(MessageRow).where(MessageRow.id == message_id, MessageRow.status == STREAMING)
                         .values(content=content, thinking=thinking, updated_at=utcnow()))
         return bool(session.scalar(select(MessageRow.stop_requested).where(MessageRow.id == message_id)))
 
@@ -204,6 +205,16 @@ def finish_message(db: Database, message_id: str, *, status: str, content: str, 
         session.execute(update(ChatRow).where(ChatRow.id == row.chat_id).values(updated_at=now))
         session.flush()
         return Message.from_row(row)
+
+
+def fail_abandoned(db: Database, message_id: str, untouched_since: datetime) -> bool:
+    """Mark a "streaming" message failed if its generator has not stored anything since ``untouched_since``
+    (the replica generating it died); True if it did."""
+    with db.session() as session:
+        result = session.execute(update(MessageRow).where(
+            MessageRow.id == message_id, MessageRow.status == STREAMING, MessageRow.updated_at < untouched_since)
+            .values(status=FAILED, error="the server generating this answer stopped before it was done"))
+        return bool(getattr(result, "rowcount", 0))
 
 
 def request_stop(db: Database, user_id: int, message_id: str) -> Message:

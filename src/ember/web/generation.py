@@ -3,7 +3,8 @@ pipeline as the user, publishes each piece to followers, and stores the growing 
 
 The text is stored every FLUSH_S and at the end, so a reloaded page (or another replica) finds it; each
 store also reads ``stop_requested``, which is how a Stop sent to another replica reaches this one. A Stop sent
-here cancels the task, and cancelling the relay closes the engine connection: the engine stops generating.
+here cancels the task once the answer flows, and closing the relay closes the engine connection: the engine
+stops generating. (Before it flows the task is not cancelled, so the pipeline finishes the request as usual.)
 """
 
 from __future__ import annotations
@@ -24,11 +25,12 @@ from ember.db.chats import DONE, FAILED, STOPPED, finish_message, save_progress,
 from ember.db.sessions import WebUser
 from ember.web.inprocess import body_chunks, chat_as, error_text, read_all
 from ember.web.services import WebUI
-from ember.web.streams import Live
+from ember.web.streams import STOP, Live
 
 log = logging.getLogger(__name__)
 
 FLUSH_S = 0.5
+TOUCH_S = 5.0
 TITLE_TIMEOUT_S = 60.0
 TITLE_LENGTH = 60
 STAT_KEYS = ("done_reason", "eval_count", "prompt_eval_count", "total_duration", "load_duration",
@@ -60,14 +62,16 @@ def start(ui: WebUI, turn: Turn) -> Live:
 
 
 async def generate(ui: WebUI, turn: Turn, live: Live) -> None:
-    outcome = Outcome()
+    keeper = asyncio.create_task(_keep_stored(ui, turn, live))
     try:
         outcome = await _answer(ui, turn, live)
-    except asyncio.CancelledError:  # Stop (here), or the server shutting down
-        outcome = Outcome(STOPPED) if live.stop_requested else Outcome(FAILED, "the server stopped during the answer")
+    except asyncio.CancelledError:  # interrupted while the answer flowed (Stop, shutdown), or killed at shutdown
+        outcome = _interrupted(live)
     except Exception as exc:
         log.exception("chat answer %s failed", turn.message_id)
         outcome = Outcome(FAILED, str(exc) or type(exc).__name__)
+    finally:
+        keeper.cancel()
     await _unstoppable(anyio.to_thread.run_sync(lambda: finish_message(
         ui.database, turn.message_id, status=outcome.status, content=live.content, thinking=live.thinking or None,
         error=outcome.error, stats=outcome.stats)))
@@ -76,24 +80,43 @@ async def generate(ui: WebUI, turn: Turn, live: Live) -> None:
         ui.generations.spawn(make_title(ui, turn))
 
 
+def _interrupted(live: Live) -> Outcome:
+    if live.ending == STOP:
+        return Outcome(STOPPED)
+    return Outcome(FAILED, "the server stopped during the answer")
+
+
 async def _answer(ui: WebUI, turn: Turn, live: Live) -> Outcome:
     response = await chat_as(ui.gateway, turn.user, turn.body, turn.client)
     if response.status_code >= 400:
         return Outcome(FAILED, error_text(await read_all(response), response.status_code))
     outcome: Outcome | None = None
-    flushed, pending = time.monotonic(), b""
-    async with aclosing(body_chunks(response)) as chunks:
+    pending = b""
+    async with aclosing(body_chunks(response)) as chunks:  # closing it closes the engine connection
+        live.relaying = True
         async for chunk in chunks:  # read to the end even after the last line, so the request ends cleanly
+            if live.ending:  # stopped while the request was set up: end it now that the relay has begun
+                return _interrupted(live)
             *lines, pending = (pending + chunk).split(b"\n")
             for line in lines:
                 outcome = outcome or _take_line(line, live)
-            if outcome is None and time.monotonic() - flushed >= FLUSH_S:
-                flushed = time.monotonic()
-                if await _store_progress(ui, turn, live):
-                    live.stop_requested = True
-                    return Outcome(STOPPED)
     outcome = outcome or (_take_line(pending, live) if pending.strip() else None)
     return outcome or Outcome(FAILED, "the engine's answer ended before it was done")
+
+
+async def _keep_stored(ui: WebUI, turn: Turn, live: Live) -> None:
+    """Store the text every FLUSH_S while it grows (and every TOUCH_S regardless, which tells followers on
+    other replicas that this one is alive), and pick up a Stop sent to another replica."""
+    stored, touched = ("", ""), time.monotonic()
+    while True:
+        await asyncio.sleep(FLUSH_S)
+        now = (live.content, live.thinking)
+        if now == stored and time.monotonic() - touched < TOUCH_S:
+            continue
+        stored, touched = now, time.monotonic()
+        if await _store_progress(ui, turn, now):
+            live.interrupt(STOP)
+            return
 
 
 def _take_line(line: bytes, live: Live) -> Outcome | None:
@@ -115,9 +138,10 @@ def _take_line(line: bytes, live: Live) -> Outcome | None:
     return None
 
 
-async def _store_progress(ui: WebUI, turn: Turn, live: Live) -> bool:
-    content, thinking = live.content, live.thinking or None
-    return await anyio.to_thread.run_sync(lambda: save_progress(ui.database, turn.message_id, content, thinking))
+async def _store_progress(ui: WebUI, turn: Turn, text: tuple[str, str]) -> bool:
+    content, thinking = text
+    return await anyio.to_thread.run_sync(lambda: save_progress(ui.database, turn.message_id, content,
+                                                                thinking or None))
 
 
 async def _unstoppable(work: Awaitable[T]) -> T:

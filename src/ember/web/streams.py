@@ -18,7 +18,7 @@ from typing import Any
 
 import anyio.to_thread
 
-from ember.db.chats import STREAMING, Message, read_message
+from ember.db.chats import STREAMING, Message, fail_abandoned, read_message
 from ember.db.database import Database
 from ember.db.tables import utcnow
 
@@ -27,8 +27,11 @@ log = logging.getLogger(__name__)
 HEARTBEAT_S = 15.0
 POLL_S = 0.5
 # A message still "streaming" in the database but untouched this long lost its generator (a replica died).
-ABANDONED_AFTER = timedelta(seconds=90)
+ABANDONED_AFTER = timedelta(seconds=30)  # the generator stores at least every 5 s
 END = None  # what a listener's queue gets when the answer has ended (and its final state is stored)
+
+CLOSE_WAIT_S = 10.0
+STOP, SHUTDOWN = "stop", "shutdown"
 
 Delta = dict[str, str]
 
@@ -40,9 +43,19 @@ class Live:
     message_id: str
     content: str = ""
     thinking: str = ""
-    stop_requested: bool = False
+    ending: str | None = None  # why it is being ended early: STOP or SHUTDOWN
+    relaying: bool = False  # the engine's answer is flowing: cancelling the task now closes it cleanly
+    finished: bool = False  # stored for good; followers read the final message from the database
     task: asyncio.Task[None] | None = None
     listeners: set[asyncio.Queue[Delta | None]] = field(default_factory=set)
+
+    def interrupt(self, why: str) -> None:
+        """End the answer early. While the pipeline is still setting up the request (limits, choosing a node,
+        waiting for the engine's first byte) the task is not cancelled: it checks ``ending`` once the answer
+        starts flowing, so the request is finished (audit, limits) the ordinary way."""
+        self.ending = self.ending or why
+        if self.relaying and self.task is not None:
+            self.task.cancel()
 
     def add(self, content: str, thinking: str) -> None:
         if not content and not thinking:
@@ -57,9 +70,12 @@ class Live:
         """The text so far and a queue of what follows, taken together so nothing falls between them."""
         queue: asyncio.Queue[Delta | None] = asyncio.Queue()
         self.listeners.add(queue)
+        if self.finished:  # it ended a moment ago, before this process forgot it
+            queue.put_nowait(END)
         return {"content": self.content, "thinking": self.thinking, "status": STREAMING}, queue
 
     def ended(self) -> None:
+        self.finished = True
         for queue in self.listeners:
             queue.put_nowait(END)
 
@@ -85,21 +101,24 @@ class Generations:
         return task
 
     def stop(self, message_id: str) -> bool:
-        """Cancel the answer if it is generated here; False if not (another replica, or it ended)."""
+        """Stop the answer if it is generated here; False if not (another replica, or it ended)."""
         live = self.live.get(message_id)
-        if live is None or live.task is None:
+        if live is None:
             return False
-        live.stop_requested = True
-        live.task.cancel()
+        live.interrupt(STOP)
         return True
 
     async def close(self) -> None:
-        """At shutdown: cancel every task and wait for each to store how its answer ended."""
-        tasks = list(self.tasks)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks, timeout=10)
+        """At shutdown: end every answer, let each store how far it got, then cancel what is left."""
+        for live in list(self.live.values()):
+            live.interrupt(SHUTDOWN)
+        for wait_s in (CLOSE_WAIT_S, 2.0):
+            tasks = list(self.tasks)
+            if not tasks:
+                return
+            _, pending = await asyncio.wait(tasks, timeout=wait_s)
+            for task in pending:
+                task.cancel()
 
 
 # --- following a message ---------------------------------------------------------------------------------
@@ -163,7 +182,10 @@ async def _from_database(database: Database, seen: Message) -> AsyncIterator[byt
             content, thinking = current.content, current.thinking or ""
             quiet_since = asyncio.get_running_loop().time()
             yield sse("delta", delta)
-        if current.status != STREAMING or utcnow() - current.updated_at > ABANDONED_AFTER:
+        if current.status != STREAMING:
+            return
+        if utcnow() - current.updated_at > ABANDONED_AFTER:
+            await anyio.to_thread.run_sync(fail_abandoned, database, seen.id, utcnow() - ABANDONED_AFTER)
             return
         if asyncio.get_running_loop().time() - quiet_since >= HEARTBEAT_S:
             quiet_since = asyncio.get_running_loop().time()
