@@ -260,3 +260,29 @@ def test_screenshots_of_the_chat_page(chromium: Browser, served: EmberServe, tmp
         page.get_by_label("Message").fill("Can I do it without a loop?")
         page.screenshot(path=str(shots / name))
         context.close()
+
+
+def test_the_page_fits_a_phone_and_its_chat_list_slides_in(chromium: Browser, served: EmberServe,
+                                                           tmp_path: Path) -> None:
+    context = chromium.new_context(viewport={"width": 360, "height": 740})
+    page = open_as_new_user(context, served)
+    import_chat(page, tmp_path, exported([("user", "A question"), ("assistant", "An answer")], "Phone chat"))
+    assert page.evaluate("document.documentElement.scrollWidth") <= 360  # nothing sticks out sideways
+    expect(page.get_by_role("button", name="New chat")).not_to_be_in_viewport()
+    page.get_by_role("button", name="Open chat list").click()
+    expect(page.get_by_role("button", name="New chat")).to_be_in_viewport()
+    page.get_by_role("button", name="New chat").click()
+    expect(page.get_by_role("button", name="New chat")).not_to_be_in_viewport()
+    expect(page.locator("#chat-title")).to_have_text("New chat")
+    expect(page.get_by_label("Message")).to_be_in_viewport()
+    expect(page.get_by_role("button", name="Send")).to_be_in_viewport()
+    context.close()
+
+
+def test_a_refused_request_is_shown_with_the_servers_reason(chat_page: Page, tmp_path: Path) -> None:
+    page = chat_page
+    wrong = tmp_path / "not-an-export.json"
+    wrong.write_text(json.dumps({"hello": "world"}))
+    page.locator("#import-file").set_input_files(str(wrong))
+    expect(page.get_by_role("alert")).to_contain_text("not an Ember chat export")
+    expect(page.locator("#chat-list .chat-item")).to_have_count(0)
