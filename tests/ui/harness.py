@@ -18,6 +18,7 @@ import httpx
 
 from ember.db.database import Database
 from ember.db.sessions import create_session
+from ember.db.tables import AppSettingRow
 from ember.db.users import create_user
 from ember.gateway.auth import SESSION_COOKIE
 from tests.server_harness import TEST_DEFAULTS, free_port
@@ -110,3 +111,13 @@ def engine_active(served: EmberServe) -> int:
     """Requests the engine is generating or has queued, from its /api/ps."""
     ps = httpx.get(served.engine_url + "/api/ps", timeout=10).json()
     return sum(int(m.get("active", 0)) + int(m.get("queued", 0)) for m in ps["models"])
+
+
+def set_app_setting(served: EmberServe, key: str, value: object) -> None:
+    """A run-time setting (what the admin settings page stores), written directly in the database."""
+    database = Database.open(f"sqlite:///{served.home / 'ember.db'}")
+    try:
+        with database.session() as session:
+            session.merge(AppSettingRow(key=key, value=value))
+    finally:
+        database.close()

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
-from tests.ui.harness import EmberServe, engine_active, log_in_as
+from tests.ui.harness import EmberServe, engine_active, log_in_as, set_app_setting
 
 MODEL = "smollm2:135m"
 ANSWER_WAIT_MS = 90_000
@@ -286,3 +286,42 @@ def test_a_refused_request_is_shown_with_the_servers_reason(chat_page: Page, tmp
     page.locator("#import-file").set_input_files(str(wrong))
     expect(page.get_by_role("alert")).to_contain_text("not an Ember chat export")
     expect(page.locator("#chat-list .chat-item")).to_have_count(0)
+
+
+def documents_served(page: Page, served: EmberServe) -> bool:
+    return page.request.get(served.url + "/ui/api/collections").status == 200
+
+
+def test_an_attached_document_is_indexed_and_the_answer_cites_it(chat_page: Page, served: EmberServe,
+                                                                   tmp_path: Path) -> None:
+    page = chat_page
+    if not documents_served(page, served):
+        pytest.skip("this server has no documents API (/ui/api/collections)")
+    set_app_setting(served, "embed_model", MODEL)
+    facts = tmp_path / "zorblat.txt"
+    facts.write_text("The zorblat is a small blue bird that lives only on Mount Kelvor.\n\n"
+                     "Zorblats eat juniper berries and sing at dawn.\n" * 3)
+    set_num_predict(page, 24)
+    page.locator("#attach").set_input_files(str(facts))
+    chip = page.locator("#attachments .chip")
+    expect(chip).to_contain_text("zorblat.txt")
+    expect(chip).to_have_attribute("data-status", "ready", timeout=ANSWER_WAIT_MS)
+    expect(page.get_by_role("button", name="Send")).to_be_enabled()
+    send(page, "What colour is the zorblat?")
+    wait_finished(page)
+    source = last_answer(page).locator(".source").first
+    expect(source).to_contain_text("[1]")
+    source.click()
+    expect(page.locator("#source-dialog")).to_be_visible()
+    expect(page.locator("#source-text")).to_contain_text("zorblat")
+
+
+def test_an_unsupported_upload_is_refused_visibly(chat_page: Page, served: EmberServe, tmp_path: Path) -> None:
+    page = chat_page
+    if not documents_served(page, served):
+        pytest.skip("this server has no documents API (/ui/api/collections)")
+    fake = tmp_path / "picture.txt"  # a PNG under a text name: the type is checked by content
+    fake.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
+    page.locator("#attach").set_input_files(str(fake))
+    expect(page.get_by_role("alert")).to_contain_text("picture.txt")
+    expect(page.locator("#attachments .chip")).to_have_count(0)
