@@ -10,7 +10,7 @@ from itertools import count
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect
+from playwright.sync_api import Browser, BrowserContext, Page, Route, expect
 
 from tests.ui.harness import EmberServe, engine_active, log_in_as, set_app_setting
 
@@ -325,3 +325,48 @@ def test_an_unsupported_upload_is_refused_visibly(chat_page: Page, served: Ember
     page.locator("#attach").set_input_files(str(fake))
     expect(page.get_by_role("alert")).to_contain_text("picture.txt")
     expect(page.locator("#attachments .chip")).to_have_count(0)
+
+
+def test_send_waits_for_indexing_and_a_source_opens_its_text(chat_page: Page, tmp_path: Path) -> None:
+    """The page's own logic at the edges that real indexing passes too fast to see: here page.route answers the
+    documents API (the real one is exercised by the tests above)."""
+    page = chat_page
+    progress = {"status": "indexing", "chunks_done": 1}
+
+    def document() -> dict[str, object]:
+        return {"id": "d1", "name": "notes.txt", "media_type": "text/plain", "size": 120, "error": None,
+                "chunks_total": 4, "chat_id": None, "collection": None, "created_at": "2026-01-01T00:00:00+00:00",
+                **progress}
+
+    def documents_api(route: Route) -> None:
+        url = route.request.url
+        if "/chunks/" in url:
+            route.fulfill(json={"document_id": "d1", "name": "notes.txt", "ordinal": 2,
+                                "text": "Zorblats sing at dawn."})
+        elif route.request.method == "POST":
+            route.fulfill(status=202, json=document())
+        elif "chat_id=" in url:
+            route.fulfill(json={"documents": []})
+        else:
+            route.fulfill(json=document())
+
+    page.route("**/ui/api/documents**", documents_api)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("Zorblats sing at dawn.")
+    page.locator("#attach").set_input_files(str(notes))
+    chip = page.locator("#attachments .chip")
+    expect(chip).to_contain_text("indexing 1/4")
+    page.get_by_label("Message").fill("When do zorblats sing?")
+    expect(page.get_by_role("button", name="Send")).to_be_disabled()
+    progress.update(status="ready", chunks_done=4)
+    expect(chip).to_contain_text("ready")
+    expect(page.get_by_role("button", name="Send")).to_be_enabled()
+
+    cited = exported([("user", "When do zorblats sing?"), ("assistant", "At dawn [1].")], "Cited")
+    cited["messages"][1]["citations"] = [  # type: ignore[index]
+        {"n": 1, "document_id": "d1", "name": "notes.txt", "ordinal": 2, "snippet": "Zorblats sing"}]
+    import_chat(page, tmp_path, cited)
+    last_answer(page).get_by_role("button", name="[1] notes.txt").click()
+    expect(page.locator("#source-dialog")).to_be_visible()
+    expect(page.locator("#source-text")).to_have_text("Zorblats sing at dawn.")
+    expect(page.locator("#source-title")).to_contain_text("notes.txt")
