@@ -9,6 +9,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING
 import httpx
 
 from ember.db.database import Database
+from ember.db.policies import ModelPolicy, delete_policy, set_policy
 from ember.db.sessions import create_session
 from ember.db.tables import AppSettingRow
 from ember.db.users import create_user
@@ -120,4 +123,16 @@ def set_app_setting(served: EmberServe, key: str, value: object) -> None:
         with database.session() as session:
             session.merge(AppSettingRow(key=key, value=value))
     finally:
+        database.close()
+
+
+@contextmanager
+def model_policy(served: EmberServe, policy: ModelPolicy) -> Iterator[None]:
+    """An admin's model policy in ``served``'s database for the length of the block."""
+    database = Database.open(f"sqlite:///{served.home / 'ember.db'}")
+    try:
+        set_policy(database, policy)
+        yield
+    finally:
+        delete_policy(database, policy.model)
         database.close()

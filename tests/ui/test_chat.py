@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Route, expect
 
-from tests.ui.harness import EmberServe, engine_active, log_in_as, set_app_setting
+from ember.db.policies import ModelPolicy
+from tests.ui.harness import EmberServe, engine_active, log_in_as, model_policy, set_app_setting
 
 MODEL = "smollm2:135m"
 ANSWER_WAIT_MS = 90_000
@@ -370,3 +371,27 @@ def test_send_waits_for_indexing_and_a_source_opens_its_text(chat_page: Page, tm
     expect(page.locator("#source-dialog")).to_be_visible()
     expect(page.locator("#source-text")).to_have_text("Zorblats sing at dawn.")
     expect(page.locator("#source-title")).to_contain_text("notes.txt")
+
+
+def test_settings_show_the_admins_defaults_and_locked_options(chromium: Browser, served: EmberServe) -> None:
+    policy = ModelPolicy(model=MODEL, defaults={"temperature": 0.3, "top_k": 20}, locked=frozenset({"temperature"}))
+    with model_policy(served, policy):
+        context = chromium.new_context(viewport={"width": 1280, "height": 800})
+        page = open_as_new_user(context, served)
+        page.get_by_role("button", name="Chat settings").click()
+        temperature = page.locator("#opt-temperature")
+        expect(temperature).to_be_disabled()
+        expect(temperature).to_have_value("0.3")
+        expect(page.locator("label.option.locked")).to_contain_text("Temperature (locked)")
+        expect(page.locator("#opt-top_k")).to_be_enabled()
+        expect(page.locator("#opt-top_k")).to_have_attribute("placeholder", "20")
+        expect(page.locator("#settings-hint")).to_contain_text("Locked by the admin")
+        # What the user may set is kept for the chat and used for its answers.
+        page.locator("#opt-num_predict").fill("8")
+        page.get_by_role("button", name="Save settings").click()
+        send(page, "Hi")
+        wait_finished(page)
+        chat_id = page.url.split("chat=")[1]
+        chat = page.request.get(f"{served.url}/ui/api/chats/{chat_id}").json()
+        assert chat["options"] == {"num_predict": 8}
+        context.close()

@@ -44,7 +44,16 @@ const settings = new Settings({ onError: showError, getChat: () => state.chat, g
   save: (fields) => saveChat(fields) });
 const sidebar = new Sidebar({ open: (id) => run(() => openChat(id, true)), current: () => state.chat?.id,
   rename: (id, title) => api("PATCH", `/ui/api/chats/${id}`, { title }), remove: (id) => removeChat(id),
-  onError: showError });
+  onError: showError, listed: (chats) => retitle(chats) });
+
+// A title made by the model in the background (or a rename) shows up with the next chat list.
+function retitle(chats) {
+  const listed = state.chat && chats.find((c) => c.id === state.chat.id);
+  if (!listed || listed.title === state.chat.title) return;
+  state.chat.title = listed.title;
+  $("chat-title").textContent = listed.title || "New chat";
+  document.title = `${listed.title || "New chat"} · Ember`;
+}
 
 async function run(work) {
   clearError();
@@ -190,14 +199,14 @@ function follow(messageId) {
   const source = new EventSource(`/ui/api/messages/${messageId}/stream`);
   state.streams.set(messageId, source);
   let text = state.tree.get(messageId)?.content ?? "";
-  source.addEventListener("snapshot", (event) => {
-    text = JSON.parse(event.data).content ?? "";
+  const grow = (content) => {
+    text = content;
+    const message = state.tree.get(messageId);
+    if (message) message.content = text; // a redraw meanwhile (branch switch, new chat list) keeps the text
     view.show(messageId, text);
-  });
-  source.addEventListener("delta", (event) => {
-    text += JSON.parse(event.data).content ?? "";
-    view.show(messageId, text);
-  });
+  };
+  source.addEventListener("snapshot", (event) => grow(JSON.parse(event.data).content ?? ""));
+  source.addEventListener("delta", (event) => grow(text + (JSON.parse(event.data).content ?? "")));
   source.addEventListener("done", (event) => {
     source.close();
     state.streams.delete(messageId);
@@ -235,7 +244,13 @@ async function loadModels() {
   const { models } = await api("GET", "/ui/api/models");
   state.models = models;
   const select = $("model");
-  select.replaceChildren(...models.map((m) => new Option(m.name, m.name)));
+  select.replaceChildren(...models.map((m) => {
+    const option = new Option(m.name, m.name);
+    const defaults = Object.entries(m.defaults ?? {}).map(([k, v]) => `${k}=${v}`).join(", ");
+    option.title = [defaults && `Admin defaults: ${defaults}`, m.locked?.length && `Locked: ${m.locked.join(", ")}`]
+      .filter(Boolean).join(" · ");
+    return option;
+  }));
   if (models.length === 0) showError(new Error("No models are available to you; ask an admin to pull one."));
 }
 

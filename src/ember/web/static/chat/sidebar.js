@@ -8,7 +8,7 @@ const $ = (id) => document.getElementById(id);
 const SEARCH_DELAY_MS = 250;
 
 export class Sidebar {
-  // hooks: open(id), current() -> id, rename(id, title), remove(id), onError(error)
+  // hooks: open(id), current() -> id, rename(id, title), remove(id), onError(error), listed(chats)
   constructor(hooks) {
     this.hooks = hooks;
     this.chats = [];
@@ -36,6 +36,7 @@ export class Sidebar {
     const { chats } = await api("GET", `/ui/api/chats${q ? `?q=${encodeURIComponent(q)}` : ""}`);
     this.chats = chats;
     this.draw();
+    this.hooks.listed?.(chats);
   }
 
   draw() {
