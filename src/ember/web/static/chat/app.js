@@ -11,6 +11,7 @@ import { Tree } from "./tree.js";
 
 const $ = (id) => document.getElementById(id);
 const emptyNote = $("empty");
+const TITLE_RECHECK_MS = 5000;
 
 const state = {
   chat: null, // the chat object on screen, or null for a new chat not yet created
@@ -214,7 +215,8 @@ function follow(messageId) {
     state.tree.put(message);
     if (message.status === "failed") showError(new Error(`The answer failed: ${message.error ?? "unknown error"}`));
     draw();
-    sidebar.refresh(); // the title may have been generated meanwhile
+    // The model may be writing a title in the background: look again a little later.
+    sidebar.refresh().then(() => setTimeout(() => sidebar.refresh().catch(() => {}), TITLE_RECHECK_MS), showError);
   });
   source.addEventListener("error", () => {
     // EventSource retries by itself (and gets a fresh snapshot); a closed one was refused for good.
