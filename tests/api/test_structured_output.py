@@ -8,7 +8,6 @@ Each case first runs with a roomy budget and streaming, so the model's own answe
 
 from __future__ import annotations
 
-import functools
 import json
 import re
 from dataclasses import dataclass
@@ -76,13 +75,17 @@ def schema_of(case: Case) -> dict[str, Any]:
     return {"type": "object"} if case.fmt == "json" else dict(case.fmt)
 
 
-@functools.cache
+_OWN: dict[tuple[str, str], tuple[str, ...]] = {}
+
+
 def own_pieces(url: str, case: Case) -> tuple[str, ...]:
-    """The model's own answer at a roomy budget, one streamed chunk per token."""
-    with httpx.Client(base_url=url, timeout=120) as client:
-        response = ask(client, case, 256, stream=True)
-    chunks = [json.loads(line) for line in response.text.splitlines() if line]
-    return tuple(text_of(c) for c in chunks if not c["done"])
+    """The model's own answer at a roomy budget, one streamed chunk per token (asked once per server)."""
+    if (url, case.name) not in _OWN:
+        with httpx.Client(base_url=url, timeout=120) as client:
+            response = ask(client, case, 256, stream=True)
+        chunks = [json.loads(line) for line in response.text.splitlines() if line]
+        _OWN[url, case.name] = tuple(text_of(c) for c in chunks if not c["done"])
+    return _OWN[url, case.name]
 
 
 def check_budget(client: httpx.Client, url: str, case: Case, budget: int) -> bool:
