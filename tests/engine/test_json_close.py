@@ -86,6 +86,24 @@ def test_minimal_instance(fmt: Any, smallest: str) -> None:
     jsonschema.validate(json.loads(smallest), {"type": "object"} if fmt == "json" else fmt)
 
 
+def _branchy(depth: int) -> dict[str, Any]:
+    inner: dict[str, Any] = {"type": "integer"}
+    for _ in range(depth):
+        inner = {"type": "object", "required": ["a", "b"], "properties": {"a": inner, "b": inner}}
+    return inner
+
+
+@pytest.mark.parametrize("schema", [
+    _branchy(30),
+    {"type": "array", "items": {"type": "string"}, "minItems": 10**12},
+    {"type": "string", "minLength": 10**12},
+    {"type": "object", "properties": {"child": {"$ref": "#"}}, "required": ["child"]},
+    {"type": "object", "properties": {"a": {"type": "array", "minItems": "many"}}, "required": ["a"]},
+])
+def test_hostile_schemas_give_up_quickly(schema: dict[str, Any]) -> None:
+    assert minimal_instance(schema) == ""
+
+
 def test_text_outside_the_grammar_promises_nothing() -> None:
     tracker = JsonTracker.for_format("json")
     tracker.feed("Sure! {")

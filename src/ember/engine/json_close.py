@@ -25,6 +25,9 @@ ANY_OBJECT: Schema = {"type": "object"}
 _NUMBER = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?\Z")
 _NUMBER_CHARS = frozenset("0123456789+-.eE")
 _WHITESPACE = frozenset(" \t\n\r")
+# Hostile schemas (anyOf inside anyOf, huge minItems) must not turn one closing into unbounded work.
+_MAX_WORK = 20_000
+_MAX_SIZE = 100_000
 _TYPE_OF_FIRST = {"{": "object", "[": "array", '"': "string", "t": "boolean", "f": "boolean", "n": "null"}
 
 
@@ -61,6 +64,10 @@ class Scalar:
     chars: int = 0  # string: characters so far, an escape counting one
 
 
+class SchemaTooComplex(ValueError):
+    """Closing this schema would take more work or text than the limits allow."""
+
+
 class JsonTracker:
     def __init__(self, schema: Schema, root: Schema | None = None) -> None:
         self.root = root if root is not None else schema
@@ -69,6 +76,7 @@ class JsonTracker:
         self.scalar: Scalar | None = None
         self.started = False
         self.lost = False  # text the tracker cannot follow: no closing is promised
+        self._work = 0
 
     @classmethod
     def for_format(cls, fmt: Any) -> JsonTracker:
@@ -338,7 +346,7 @@ class JsonTracker:
                 return "n"
             if scalar.escape > 0:
                 return "0" * (5 - scalar.escape)
-            short = max(0, int(self._resolve(scalar.schema).get("minLength") or 0) - scalar.chars)
+            short = max(0, _bounded(self._resolve(scalar.schema).get("minLength")) - scalar.chars)
             return "a" * short + '"'
         if scalar.kind == "number":
             return _number_rest(self._resolve(scalar.schema), scalar.text)
@@ -400,8 +408,9 @@ class JsonTracker:
 
     def minimal(self, schema: Schema, depth: int = 0) -> str:
         """The shortest text found that is a valid instance of ``schema`` (compact JSON)."""
-        if depth > 32:
-            return "null"
+        self._work += 1
+        if depth > 32 or self._work > _MAX_WORK:
+            raise SchemaTooComplex("the schema is too deep or too branched to close")
         found = [self._minimal_branch(b, depth) for b in self._branches(schema)]
         return min(found, key=len) if found else "null"
 
@@ -416,10 +425,10 @@ class JsonTracker:
                        for key in schema.get("required") or []]
             return "{" + ",".join(members) + "}"
         if kind == "array":
-            count = int(schema.get("minItems") or 0)
+            count = _bounded(schema.get("minItems"))
             return "[" + ",".join([self.minimal(_dict(schema.get("items")), depth + 1)] * count) + "]"
         if kind == "string":
-            return '"' + "a" * int(schema.get("minLength") or 0) + '"'
+            return '"' + "a" * _bounded(schema.get("minLength")) + '"'
         if kind in ("number", "integer"):
             return _smallest_number(schema)
         if kind == "boolean":
@@ -509,6 +518,13 @@ def _number_rest(schema: Schema, text: str) -> str | None:
             if _NUMBER.match(text + suffix) and _fits_bounds(schema, text + suffix):
                 return suffix
     return None
+
+
+def _bounded(value: Any) -> int:
+    count = int(value or 0)
+    if count > _MAX_SIZE:
+        raise SchemaTooComplex(f"{count} is too large a minimum to close")
+    return count
 
 
 def _dict(value: Any) -> Schema:
