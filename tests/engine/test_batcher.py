@@ -3,6 +3,7 @@ slots free up, how stop strings split across tokens, and which slot a request la
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from ember.engine.batcher import Batcher
@@ -263,3 +264,14 @@ def test_the_dropped_token_loses_its_logprob() -> None:
     run(batcher)
     assert text_of(events, 1) == "[]", 'the quote would need "]" too: 4 tokens'
     assert [lp.token for e in events if isinstance(e, Token) for lp in e.logprobs] == ["["]
+
+
+def test_a_format_answer_is_closed_before_a_full_context_ends_it() -> None:
+    batcher, _, events = make()
+    batcher.submit(req(1, [1, 2, 3, 4], '{"name": "an endless name that goes on', num_predict=50, num_ctx=18,
+                       options_format="json"))
+    run(batcher)
+    done = done_of(events, 1)
+    assert done.done_reason == "length" and done.closed_early
+    assert text_of(events, 1) == '{"name": "an"}', "14 tokens: the context (18) less the prompt (4)"
+    assert json.loads(text_of(events, 1)) == {"name": "an"} and done.eval_count == 14

@@ -215,7 +215,7 @@ class Batcher:
             return
         before = slot.decoder.getstate()
         text = slot.decoder.decode(self.backend.piece(token))
-        closing = slot.closing.admit(text, slot.generated + 1, request.num_predict) if slot.closing else None
+        closing = slot.closing.admit(text, slot.generated + 1, self._budget(slot)) if slot.closing else None
         if closing is not None:
             slot.decoder.setstate(before)
             if request.top_logprobs is not None and slot.logprobs:
@@ -234,6 +234,14 @@ class Batcher:
             self._finish(slot, "length")
             return
         slot.next_token = token
+
+    def _budget(self, slot: Slot) -> int:
+        """Tokens the answer may have: num_predict, and the context's room when it cannot shift."""
+        request = slot.request
+        assert request is not None
+        if request.keep is not None:
+            return request.num_predict
+        return min(request.num_predict, slot.limit - len(request.tokens))
 
     def _close_early(self, slot: Slot, closing: Closing) -> None:
         """End a ``format`` answer with forced closing tokens instead of the token that would not fit."""
