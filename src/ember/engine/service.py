@@ -413,7 +413,7 @@ async def _check_format_fits(lease: Lease, fmt: Any, num_predict: int) -> None:
     """A format whose smallest valid answer needs more tokens than num_predict can never be answered: say so."""
     if fmt in (None, ""):
         return
-    smallest = minimal_instance(fmt)
+    smallest = await asyncio.to_thread(minimal_instance, fmt)  # bounded, but a big schema is not free
     needed = len(await lease.runner.tokenize(smallest, add_special=False)) if smallest else 0
     if needed > num_predict:
         shown = smallest if len(smallest) <= 120 else smallest[:117] + "..."
