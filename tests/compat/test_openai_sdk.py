@@ -108,6 +108,14 @@ def test_json_schema_answer_parses_when_max_tokens_cuts_it(oai: openai.OpenAI, m
         "closed_early")
 
 
+def test_a_schema_that_cannot_fit_max_tokens_is_a_400_naming_the_minimum(oai: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        oai.chat.completions.create(
+            model=BUNDLED, max_tokens=3, messages=[{"role": "user", "content": "Tags for pasta."}],
+            response_format={"type": "json_schema", "json_schema": {"name": "tags", "schema": TAGS}})
+    assert "smallest valid answer" in info.value.message and "more than num_predict (3)" in info.value.message
+
+
 def test_json_object_response_format(oai: openai.OpenAI) -> None:
     reply = oai.chat.completions.create(model=BUNDLED, seed=3, max_tokens=200,
                                         messages=[{"role": "user", "content": "Describe a dog as JSON."}],
