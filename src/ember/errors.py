@@ -17,7 +17,7 @@ api/errors.py. Every EmberError subclass in Ember is defined here, so this tree 
       ClientGone (499)            the client disconnected; nobody reads the answer
     accounts (ember.db):
       BadRequest (400)            InvalidName, InvalidRole, InvalidScope, InvalidPassword
-      NotFound (404)              UserNotFound, KeyNotFound
+      NotFound (404)              UserNotFound, KeyNotFound, ChatNotFound, MessageNotFound
       Conflict (409)              UserExists, KeyExists, LastAdmin
       DatabaseUnavailable (503)
     gateway (ember.gateway) and engine exposure:
@@ -205,6 +205,20 @@ class KeyNotFound(NotFound):
     def __init__(self, name: str) -> None:
         super().__init__(f"API key {name!r} not found")
         self.name = name
+
+
+class ChatNotFound(NotFound):
+    """No such chat, or another user's: the two answer the same, so ids reveal nothing."""
+
+    def __init__(self, chat_id: str) -> None:
+        super().__init__(f"chat {chat_id!r} not found")
+
+
+class MessageNotFound(NotFound):
+    """No such message in the user's chats (another user's message answers the same)."""
+
+    def __init__(self, message_id: str) -> None:
+        super().__init__(f"message {message_id!r} not found")
 
 
 class Conflict(EmberError):

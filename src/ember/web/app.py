@@ -28,7 +28,10 @@ def create_app(settings: Settings, *, database: Database, transport: httpx.Async
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with gateway_lifespan(app):
-            yield
+            try:
+                yield
+            finally:  # answers being generated store how far they got before the gateway closes
+                await ui.generations.close()
 
     app.router.lifespan_context = lifespan
     return app

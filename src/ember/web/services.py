@@ -11,6 +11,7 @@ from ember.config import Settings
 from ember.db.database import Database
 from ember.db.sessions import WebUser
 from ember.gateway.services import Gateway
+from ember.web.streams import Generations
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,8 @@ class WebUI:
     database: Database
     gateway: Gateway
     retriever: Retriever | None = None
+    generations: Generations = field(default_factory=Generations)  # chat answers generated in this process
+    model_titles: bool = True  # after a chat's first answer, ask the model for a title in the background
 
 
 def web(request: Request) -> WebUI:
