@@ -76,6 +76,17 @@ def test_bad_chat_input_is_refused_clearly(browser_for: BrowserFor) -> None:
     assert unknown.status_code == 400
 
 
+def test_writes_need_the_csrf_token(browser_for: BrowserFor) -> None:
+    browser = browser_for("user")
+    chat = new_chat(browser)
+    for method, url in [("POST", "/ui/api/chats"), ("PATCH", f"/ui/api/chats/{chat['id']}"),
+                        ("DELETE", f"/ui/api/chats/{chat['id']}"), ("POST", f"/ui/api/chats/{chat['id']}/messages"),
+                        ("POST", "/ui/api/chats/import")]:
+        response = browser.client.request(method, url, json={"content": "x", "model": BUNDLED})
+        assert response.status_code == 403 and "CSRF" in response.json()["error"], (method, url)
+    assert stored(browser, chat["id"])["messages"] == []
+
+
 def test_list_search_rename_and_delete(browser_for: BrowserFor) -> None:
     browser = browser_for("user")
     first = new_chat(browser, num_predict=4)

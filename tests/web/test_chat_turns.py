@@ -14,6 +14,7 @@ from ember.db.policies import ModelPolicy
 from ember.db.sessions import WebUser
 from ember.db.tables import utcnow
 from ember.errors import DocumentIndexing
+from ember.web import streams
 from ember.web.generation import clean_title, title_from_message
 from ember.web.services import Retrieved, WebUI
 from ember.web.turns import chat_body
@@ -123,3 +124,25 @@ def test_named_documents_are_retrieved_and_cited(browser_for: Callable[[str], Br
                                                                          "document_ids": ["d"]})
     assert refused.status_code == 409 and "still being indexed" in refused.json()["error"]
     assert len(stored(browser, chat["id"])["messages"]) == 2  # the refused turn left nothing behind
+
+
+async def test_followers_get_heartbeats_while_nothing_happens(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(streams, "HEARTBEAT_S", 0.05)
+    live = streams.Live("m")
+    snapshot, queue = live.subscribe()
+    events = streams._from_memory(queue)
+    assert snapshot == {"content": "", "thinking": "", "status": "streaming"}
+    assert await anext(events) == streams.HEARTBEAT
+    live.add("Hel", "")
+    assert await anext(events) == streams.sse("delta", {"content": "Hel"})
+    live.ended()
+    with pytest.raises(StopAsyncIteration):
+        await anext(events)
+
+
+async def test_a_follower_arriving_as_the_answer_ends_is_not_left_waiting() -> None:
+    live = streams.Live("m")
+    live.add("Done.", "")
+    live.ended()
+    snapshot, queue = live.subscribe()
+    assert snapshot["content"] == "Done." and queue.get_nowait() is streams.END

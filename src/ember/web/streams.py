@@ -45,6 +45,7 @@ class Live:
     thinking: str = ""
     ending: str | None = None  # why it is being ended early: STOP or SHUTDOWN
     relaying: bool = False  # the engine's answer is flowing: cancelling the task now closes it cleanly
+    finished: bool = False  # stored for good; followers read the final message from the database
     task: asyncio.Task[None] | None = None
     listeners: set[asyncio.Queue[Delta | None]] = field(default_factory=set)
 
@@ -69,9 +70,12 @@ class Live:
         """The text so far and a queue of what follows, taken together so nothing falls between them."""
         queue: asyncio.Queue[Delta | None] = asyncio.Queue()
         self.listeners.add(queue)
+        if self.finished:  # it ended a moment ago, before this process forgot it
+            queue.put_nowait(END)
         return {"content": self.content, "thinking": self.thinking, "status": STREAMING}, queue
 
     def ended(self) -> None:
+        self.finished = True
         for queue in self.listeners:
             queue.put_nowait(END)
 

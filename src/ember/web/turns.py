@@ -13,7 +13,6 @@ from typing import Any
 import anyio.to_thread
 
 from ember.db.chats import (
-    DONE,
     FAILED,
     STREAMING,
     Chat,
@@ -125,5 +124,3 @@ def chat_body(chat: Chat, path: list[Message], retrieved: Retrieved | None, poli
         body["options"] = dict(chat.options)
     return body
 
-
-__all__ = ["DONE", "Ask", "Started", "chat_body", "start_turn"]
