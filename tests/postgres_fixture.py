@@ -7,6 +7,7 @@ Use it from a test module with ``from tests.postgres_fixture import postgres_url
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import uuid
@@ -38,9 +39,9 @@ def _admin_execute(sql: str) -> None:
         conn.execute(sql)  # type: ignore[arg-type]  # names are generated here, never user input
 
 
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """The SQLAlchemy URL of a new, empty PostgreSQL database for one test."""
+@contextlib.contextmanager
+def fresh_postgres_database() -> Iterator[str]:
+    """The SQLAlchemy URL of a new, empty PostgreSQL database, dropped afterwards; skips when unreachable."""
     reason = postgres_unreachable()
     if reason:
         pytest.skip(reason)
@@ -51,3 +52,10 @@ def postgres_url() -> Iterator[str]:
         yield url.render_as_string(hide_password=False)
     finally:
         _admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """The SQLAlchemy URL of a new, empty PostgreSQL database for one test."""
+    with fresh_postgres_database() as url:
+        yield url

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+
+import jsonschema
 import ollama
 import pytest
 
@@ -70,3 +73,22 @@ def test_errors_raise_response_error(api: ollama.Client) -> None:
         api.chat(model=BUNDLED, messages=QUESTION, tools=[{"type": "function", "function": {
             "name": "f", "description": "d", "parameters": {"type": "object", "properties": {}}}}])
     assert tools.value.status_code == 400 and "does not support tools" in str(tools.value.error)
+
+
+TAGS = {"type": "object", "required": ["tags"], "properties": {"tags": {"type": "array", "items": {"type": "string"}}}}
+
+
+@pytest.mark.parametrize("num_predict", [16, 60])
+def test_format_answers_parse_when_num_predict_cuts_them(api: ollama.Client, num_predict: int) -> None:
+    options = {"temperature": 0, "num_predict": num_predict}
+    generated = api.generate(model=BUNDLED, prompt="Give a JSON object with a key name.", format="json",
+                             options=options)
+    assert isinstance(json.loads(generated.response), dict)
+    assert generated.eval_count is not None and generated.eval_count <= num_predict
+    reply = api.chat(model=BUNDLED, format=TAGS, options=options, messages=[
+        {"role": "user", "content": "Suggest many tags for an article about cooking pasta."}])
+    jsonschema.validate(json.loads(reply.message.content or ""), TAGS)
+    parts = list(api.chat(model=BUNDLED, format=TAGS, options=options, stream=True, messages=[
+        {"role": "user", "content": "Suggest many tags for an article about cooking pasta."}]))
+    assert "".join(p.message.content or "" for p in parts) == reply.message.content
+    assert parts[-1].done_reason == reply.done_reason

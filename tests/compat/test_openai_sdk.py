@@ -85,6 +85,37 @@ def test_json_schema_response_format(oai: openai.OpenAI) -> None:
     jsonschema.validate(json.loads(reply.choices[0].message.content or ""), schema)
 
 
+TAGS: dict[str, Any] = {"type": "object", "required": ["tags"],
+                        "properties": {"tags": {"type": "array", "items": {"type": "string"}, "minItems": 1}}}
+
+
+@pytest.mark.parametrize("max_tokens", [16, 40])
+def test_json_schema_answer_parses_when_max_tokens_cuts_it(oai: openai.OpenAI, max_tokens: int) -> None:
+    request: dict[str, Any] = {
+        "model": BUNDLED, "temperature": 0, "max_tokens": max_tokens,
+        "messages": [{"role": "user", "content": "Suggest many tags for an article about cooking pasta."}],
+        "response_format": {"type": "json_schema", "json_schema": {"name": "tags", "schema": TAGS}}}
+    reply = oai.chat.completions.create(**request)
+    choice = reply.choices[0]
+    jsonschema.validate(json.loads(choice.message.content or ""), TAGS)
+    assert reply.usage is not None and reply.usage.completion_tokens <= max_tokens
+    if choice.finish_reason == "length":
+        assert (choice.model_extra or {}).get("closed_early") is True
+    chunks = list(oai.chat.completions.create(**request, stream=True))
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert streamed == choice.message.content
+    assert (chunks[-1].choices[0].model_extra or {}).get("closed_early") == (choice.model_extra or {}).get(
+        "closed_early")
+
+
+def test_a_schema_that_cannot_fit_max_tokens_is_a_400_naming_the_minimum(oai: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        oai.chat.completions.create(
+            model=BUNDLED, max_tokens=3, messages=[{"role": "user", "content": "Tags for pasta."}],
+            response_format={"type": "json_schema", "json_schema": {"name": "tags", "schema": TAGS}})
+    assert "smallest valid answer" in info.value.message and "more than num_predict (3)" in info.value.message
+
+
 def test_json_object_response_format(oai: openai.OpenAI) -> None:
     reply = oai.chat.completions.create(model=BUNDLED, seed=3, max_tokens=200,
                                         messages=[{"role": "user", "content": "Describe a dog as JSON."}],

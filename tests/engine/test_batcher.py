@@ -3,6 +3,7 @@ slots free up, how stop strings split across tokens, and which slot a request la
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from ember.engine.batcher import Batcher
@@ -44,6 +45,9 @@ class ScriptedBackend:
         top = (TokenLogprob("?", -0.1, b"?"),) * top_n
         return TokenLogprob(chr(token), -token / 1000, chr(token).encode(), top)
 
+    def tokenize(self, text: str) -> list[int]:
+        return [ord(c) for c in text]
+
     def drop(self, seq: int, start: int) -> None:
         self.dropped.append((seq, start))
 
@@ -77,8 +81,11 @@ def done_of(events: list[RequestEvent], rid: int) -> Done:
     return next(e for e in events if isinstance(e, Done) and e.rid == rid)
 
 
-def req(rid: int, prompt: list[int], reply: str, **kw: Any) -> Generate:
-    return Generate(rid, prompt, {"script": [ord(c) for c in reply]}, **kw)
+def req(rid: int, prompt: list[int], reply: str, options_format: Any = None, **kw: Any) -> Generate:
+    options: dict[str, Any] = {"script": [ord(c) for c in reply]}
+    if options_format is not None:
+        options["format"] = options_format
+    return Generate(rid, prompt, options, **kw)
 
 
 def test_two_requests_share_each_decode_step() -> None:
@@ -229,3 +236,42 @@ def test_empty_prompts_and_foreign_token_ids_fail_alone_and_leave_the_slots_free
     while batcher.busy:
         batcher.step()
     assert text_of(events, 4) == "ok"
+
+
+def test_a_format_answer_that_would_overrun_is_closed_within_num_predict() -> None:
+    batcher, _, events = make()
+    batcher.submit(req(1, [1], '{"name": "an endless name', num_predict=14, options_format="json"))
+    run(batcher)
+    done = done_of(events, 1)
+    assert text_of(events, 1) == '{"name": "an"}'
+    assert done.done_reason == "length" and done.closed_early and done.eval_count == 14
+    assert done.tokens == [ord(c) for c in '{"name": "an"}']
+
+
+def test_a_format_answer_that_fits_is_not_marked_closed_early() -> None:
+    batcher, _, events = make()
+    batcher.submit(req(1, [1], '{"a": 1}', num_predict=20, options_format="json"))
+    run(batcher)
+    assert text_of(events, 1) == '{"a": 1}'
+    done = done_of(events, 1)
+    assert done.done_reason == "stop" and not done.closed_early
+
+
+def test_the_dropped_token_loses_its_logprob() -> None:
+    batcher, _, events = make()
+    batcher.submit(req(1, [1], '["abc', num_predict=3, top_logprobs=0,
+                       options_format={"type": "array"}))
+    run(batcher)
+    assert text_of(events, 1) == "[]", 'the quote would need "]" too: 4 tokens'
+    assert [lp.token for e in events if isinstance(e, Token) for lp in e.logprobs] == ["["]
+
+
+def test_a_format_answer_is_closed_before_a_full_context_ends_it() -> None:
+    batcher, _, events = make()
+    batcher.submit(req(1, [1, 2, 3, 4], '{"name": "an endless name that goes on', num_predict=50, num_ctx=18,
+                       options_format="json"))
+    run(batcher)
+    done = done_of(events, 1)
+    assert done.done_reason == "length" and done.closed_early
+    assert text_of(events, 1) == '{"name": "an"}', "14 tokens: the context (18) less the prompt (4)"
+    assert json.loads(text_of(events, 1)) == {"name": "an"} and done.eval_count == 14

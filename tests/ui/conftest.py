@@ -4,12 +4,14 @@ Skipped (not failed) where Debian's chromium is not installed; scripts/test.sh i
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.postgres_fixture import fresh_postgres_database
 from tests.ui.harness import CHROMIUM, CHROMIUM_ARGS, EmberServe, ember_serve
 
 if not os.path.exists(CHROMIUM):
@@ -26,13 +28,31 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.slow)
 
 
-@pytest.fixture(scope="session")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmberServe]:
-    tmp = tmp_path_factory.mktemp("ui")
-    running = ember_serve(tmp, tmp / "models")
-    running.start()
-    yield running
-    running.stop()
+# Which databases the browser suite runs against: scripts/test.sh sets "sqlite,postgres"; the default keeps a
+# developer's run short.
+DATABASES = [d.strip() for d in os.environ.get("EMBER_UI_DATABASES", "sqlite").split(",") if d.strip()]
+
+
+@pytest.fixture(scope="session", params=DATABASES)
+def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmberServe]:
+    """``ember serve`` on SQLite (its default) or on a fresh database of the machine's PostgreSQL."""
+    tmp = tmp_path_factory.mktemp(f"ui-{request.param}")
+    with database_url(request.param) as url:
+        running = ember_serve(tmp, tmp / "models", **({"EMBER_DATABASE_URL": url} if url else {}))
+        running.start()
+        yield running
+        running.stop()
+
+
+@contextlib.contextmanager
+def database_url(kind: str) -> Iterator[str | None]:
+    if kind == "sqlite":
+        yield None
+    elif kind == "postgres":
+        with fresh_postgres_database() as url:
+            yield url
+    else:
+        raise ValueError(f"EMBER_UI_DATABASES: unknown database {kind!r} (sqlite, postgres)")
 
 
 @pytest.fixture(scope="session")

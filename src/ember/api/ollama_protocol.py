@@ -241,6 +241,8 @@ def final_fields(event: Finished) -> dict[str, Any]:
         fields["prompt_cache_count"] = event.prompt_cache_count
     if event.truncated:
         fields["truncated"] = True
+    if event.closed_early:
+        fields["closed_early"] = True  # Ember's: the format answer was closed early to fit num_predict
     return fields
 
 

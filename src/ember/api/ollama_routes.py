@@ -28,6 +28,8 @@ from ember.store.gguf import model_info, read_gguf
 # this is the Ollama API level Ember implements, not Ember's own version (sent as ember_version).
 OLLAMA_API_VERSION = "0.12.6"
 TRUNCATED_HEADER = "X-Ember-Prompt-Truncated"
+# Non-streaming answers only (a stream's headers leave before the answer ends; its final chunk says it).
+CLOSED_EARLY_HEADER = "X-Ember-Closed-Early"
 
 router = APIRouter()
 
@@ -142,6 +144,8 @@ async def _respond(request: Request, events: AsyncGenerator[Event, None], kind: 
     if stream:
         return await ndjson_response(chunks(), headers=headers)
     collected = await unless_disconnected(request, _collect(chunks()))
+    if collected and collected[-1].get("closed_early"):
+        headers = {**(headers or {}), CLOSED_EARLY_HEADER: "true"}
     return JSONResponse(proto.merge_chunks(kind, collected), headers=headers)
 
 

@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from ember.api import openai_protocol as proto
 from ember.api import openai_shaping as shaping
 from ember.api.bodies import read_json
-from ember.api.ollama_routes import TRUNCATED_HEADER
+from ember.api.ollama_routes import CLOSED_EARLY_HEADER, TRUNCATED_HEADER
 from ember.api.services import services
 from ember.api.streaming import unless_disconnected
 from ember.edge import openai_error_body, unexpected_error_message
@@ -78,6 +78,8 @@ async def _respond(request: Request, events: AsyncGenerator[Event, None],
         return StreamingResponse(_sse(events, shaper), media_type="text/event-stream",
                                  headers={**headers, "Cache-Control": "no-cache"})
     await unless_disconnected(request, _feed_all(events, shaper))
+    if shaper.finished is not None and shaper.finished.closed_early:
+        headers[CLOSED_EARLY_HEADER] = "true"
     return JSONResponse(shaper.response(), headers=headers)
 
 

@@ -36,6 +36,11 @@ def finish_reason(finished: Finished, called_tools: bool) -> str:
     return "length" if finished.done_reason == "length" else "stop"
 
 
+def closed_early(finished: Finished) -> dict[str, bool]:
+    """Ember's extra choice field, present only when a format answer was closed early to fit the budget."""
+    return {"closed_early": True} if finished.closed_early else {}
+
+
 def _call_id(call: dict[str, Any]) -> str:
     found = call.get("id")
     return found if isinstance(found, str) and found else f"call_{secrets.token_hex(8)}"
@@ -97,7 +102,7 @@ class Shaper:
 
     def _closing(self, finished: Finished, reason: str, last: dict[str, Any]) -> list[dict[str, Any]]:
         self.finished = finished
-        chunks = [self._chunk({**last, "finish_reason": reason})]
+        chunks = [self._chunk({**last, "finish_reason": reason, **closed_early(finished)})]
         if self.include_usage:
             chunks.append({**self._envelope(self.chunk_object_name, []), "usage": usage(finished)})
         return chunks
@@ -163,7 +168,7 @@ class ChatShaper(Shaper):
             message["tool_calls"] = message_tool_calls(self.calls)
         logprobs = openai_chat_logprobs(self.logprobs) if self.logprobs is not None else None
         choice = {"index": 0, "message": message, "logprobs": logprobs,
-                  "finish_reason": finish_reason(finished, bool(self.calls))}
+                  "finish_reason": finish_reason(finished, bool(self.calls)), **closed_early(finished)}
         return {**self._envelope(self.object_name, [choice]), "usage": usage(finished)}
 
 
@@ -196,7 +201,7 @@ class CompletionShaper(Shaper):
         finished = self._final()
         logprobs = openai_completion_logprobs(self.logprobs, 0) if self.logprobs is not None else None
         choice = {"index": 0, "text": "".join(self.text), "logprobs": logprobs,
-                  "finish_reason": finish_reason(finished, False)}
+                  "finish_reason": finish_reason(finished, False), **closed_early(finished)}
         return {**self._envelope(self.object_name, [choice]), "usage": usage(finished)}
 
 

@@ -14,10 +14,8 @@ from typing import Any
 
 import uvicorn
 
-from ember.api.app import create_app
 from ember.config import Settings, split_host
 from ember.db.database import Database
-from ember.web.app import create_app as create_web_app
 
 log = logging.getLogger("ember")
 
@@ -42,15 +40,19 @@ def _engine_config(settings: Settings) -> uvicorn.Config:
         settings.tmpdir.expanduser().mkdir(parents=True, exist_ok=True)
         os.environ["TMPDIR"] = str(settings.tmpdir.expanduser())
         tempfile.tempdir = None
+    from ember.api.app import create_app  # here, not at the top: a web-role process never loads the engine's code
+
     app = create_app(settings)  # refuses a non-loopback bind without EMBER_ENGINE_KEY
     log.info("ember engine serving on %s (models in %s)", settings.base_url, settings.models_path)
     return _config(app, settings.bind_host, settings.bind_port, settings)
 
 
 def _web_config(settings: Settings) -> uvicorn.Config:
+    from ember.web.app import create_app  # here, not at the top: an engine process never loads the UI's code
+
     database = Database.open(settings.database)
     database.migrate()
-    app = create_web_app(settings, database=database)
+    app = create_app(settings, database=database)
     host, port = split_host(settings.web_host)
     log.info("ember web role serving on http://%s:%d (database %s)", host, port, database.display_url)
     return _config(app, host, port, settings)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ember.engine.messages import Done, Failed, FailureKind, Generate, RequestEvent, Token, TokenLogprob
+from ember.engine.structured import Closing, ClosingBudget
 
 Emit = Callable[[RequestEvent], None]
 
@@ -35,6 +36,7 @@ class Backend(Protocol):
     def free_sampler(self, sampler: Any) -> None: ...
     def is_eog(self, token: int) -> bool: ...
     def piece(self, token: int) -> bytes: ...
+    def tokenize(self, text: str) -> list[int]: ...
     def logprob(self, index: int, token: int, top_n: int) -> TokenLogprob: ...
     def drop(self, seq: int, start: int) -> None: ...
     def shift(self, seq: int, keep: int, discard: int) -> bool: ...
@@ -62,6 +64,8 @@ class Slot:
     t_start: float = 0.0
     t_first: float = 0.0
     limit: int = 0
+    closing: ClosingBudget | None = None  # a ``format`` answer: ends validly within num_predict
+    closed_early: bool = False
 
 
 class Batcher:
@@ -147,6 +151,9 @@ class Batcher:
         slot.t_start = time.perf_counter()
         slot.t_first = 0.0
         slot.limit = min(request.num_ctx or self.backend.n_ctx_per_seq, self.backend.n_ctx_per_seq)
+        fmt = request.options.get("format")
+        slot.closing = ClosingBudget(fmt, self.backend.tokenize) if fmt not in (None, "") else None
+        slot.closed_early = False
         try:
             slot.sampler = self.backend.new_sampler(request.options)
         except Exception as exc:
@@ -206,9 +213,18 @@ class Batcher:
         if self.backend.is_eog(token):
             self._finish(slot, "stop")
             return
+        before = slot.decoder.getstate()
+        text = slot.decoder.decode(self.backend.piece(token))
+        closing = slot.closing.admit(text, slot.generated + 1, self._budget(slot)) if slot.closing else None
+        if closing is not None:
+            slot.decoder.setstate(before)
+            if request.top_logprobs is not None and slot.logprobs:
+                slot.logprobs.pop()  # the dropped token's
+            self._close_early(slot, closing)
+            return
         slot.generated += 1
         slot.output.append(token)
-        if self._push_text(slot, slot.decoder.decode(self.backend.piece(token))):
+        if self._push_text(slot, text):
             self._finish(slot, "stop", flush=False)
             return
         if slot.generated >= request.num_predict:
@@ -218,6 +234,22 @@ class Batcher:
             self._finish(slot, "length")
             return
         slot.next_token = token
+
+    def _budget(self, slot: Slot) -> int:
+        """Tokens the answer may have: num_predict, and the context's room when it cannot shift."""
+        request = slot.request
+        assert request is not None
+        if request.keep is not None:
+            return request.num_predict
+        return min(request.num_predict, slot.limit - len(request.tokens))
+
+    def _close_early(self, slot: Slot, closing: Closing) -> None:
+        """End a ``format`` answer with forced closing tokens instead of the token that would not fit."""
+        slot.generated += len(closing.tokens)
+        slot.output.extend(closing.tokens)
+        slot.closed_early = True
+        slot.text_held += slot.decoder.decode(b"", final=True) + closing.text
+        self._finish(slot, "length")
 
     def _shift(self, slot: Slot) -> bool:
         """Make room by dropping the older half of what follows the kept prefix (Ollama's context shift)."""
@@ -273,9 +305,11 @@ class Batcher:
             eval_count=slot.generated,
             eval_duration=now - first,
             tokens=slot.output,
+            closed_early=slot.closed_early,
         ))
         self.backend.free_sampler(slot.sampler)
         slot.sampler = None
+        slot.closing = None
         slot.request = None
         slot.pending = []
         slot.next_token = None

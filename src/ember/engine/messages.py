@@ -142,6 +142,7 @@ class Done:
     eval_count: int = 0
     eval_duration: float = 0.0  # seconds
     tokens: list[int] = field(default_factory=list)  # generated ids, for /api/generate's context
+    closed_early: bool = False  # a format answer was ended with forced closing tokens to fit num_predict
 
 
 @dataclass(frozen=True)

@@ -73,6 +73,9 @@ class LlamaBackend:
     def piece(self, token: int) -> bytes:
         return self.model.piece(token)
 
+    def tokenize(self, text: str) -> list[int]:
+        return self.model.tokenize(text, add_special=False, parse_special=False)
+
     def drop(self, seq: int, start: int) -> None:
         self.ctx.drop(seq, start)
 

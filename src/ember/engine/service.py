@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from ember.config import Settings
+from ember.engine.json_close import minimal_instance
 from ember.engine.logprobs import MAX_TOP_LOGPROBS
 from ember.engine.messages import Done, TokenLogprob
 from ember.engine.parsers import ThinkingParser, ToolCallParser
@@ -95,6 +96,7 @@ class Finished:
     prompt_cache_count: int = 0
     truncated: bool = False
     context: list[int] | None = None
+    closed_early: bool = False  # the format answer was closed with forced tokens to fit num_predict
 
     def stats(self) -> dict[str, int]:
         """Ollama's metric fields, omitted when zero as Go's omitempty does."""
@@ -315,10 +317,11 @@ class Engine:
             lease, limit, prompt = await self._prepare(stack, model, opts, keep_alive, build, deadline)
             if not prompt.tokens:
                 raise BadRequest("the prompt is empty: the template rendered no text")
+            sampling = sampling_from(opts, max_predict=self.settings.max_predict)
+            await _check_format_fits(lease, fmt, sampling.num_predict)
             yield Started(model.name.display, len(prompt.tokens), bool(prompt.dropped), prompt.dropped)
             parsers = _Parsers(ThinkingParser() if self._think_flag(traits, think) else None,
                                ToolCallParser() if tools else None)
-            sampling = sampling_from(opts, max_predict=self.settings.max_predict)
             events = lease.runner.generate(prompt.tokens, _runner_options(sampling, fmt), tuple(sampling.stop),
                                            sampling.num_predict, limit, deadline, top_logprobs=top_logprobs,
                                            keep=self._keep(sampling, prompt, lease) if shift else None)
@@ -406,6 +409,18 @@ def _top_logprobs(wanted: bool, top: int) -> int | None:
     return top if wanted else None
 
 
+async def _check_format_fits(lease: Lease, fmt: Any, num_predict: int) -> None:
+    """A format whose smallest valid answer needs more tokens than num_predict can never be answered: say so."""
+    if fmt in (None, ""):
+        return
+    smallest = await asyncio.to_thread(minimal_instance, fmt)  # bounded, but a big schema is not free
+    needed = len(await lease.runner.tokenize(smallest, add_special=False)) if smallest else 0
+    if needed > num_predict:
+        shown = smallest if len(smallest) <= 120 else smallest[:117] + "..."
+        raise BadRequest(f"the format's smallest valid answer ({shown}) takes {needed} tokens, more than "
+                         f"num_predict ({num_predict}): allow at least {needed}")
+
+
 def _runner_options(sampling: Sampling, fmt: Any) -> dict[str, Any]:
     opts = asdict(sampling)
     opts.pop("stop", None)
@@ -454,6 +469,7 @@ def _finished(model: LocalModel, stats: Done, prompt: _Prompt, lease: Lease, ela
         prompt_cache_count=stats.prompt_cached,
         truncated=bool(prompt.dropped),
         context=context,
+        closed_early=stats.closed_early,
     )
 
 

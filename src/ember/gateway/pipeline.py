@@ -101,6 +101,11 @@ class Pipeline:
             exchange.fail(exc)
             await self.finish(exchange)
             return error_response(request.url.path, exc, {**exchange.headers, **_extra_headers(exc)})
+        except asyncio.CancelledError:  # the caller went away before the answer began: still one audit row
+            exchange.status, exchange.error = 499, "the client went away before the answer began"
+            with anyio.CancelScope(shield=True):
+                await self.finish(exchange)
+            raise
         if not isinstance(response, RelayResponse):  # a relay finishes when its last byte has passed
             exchange.status = response.status_code
             response.headers.update(exchange.headers)

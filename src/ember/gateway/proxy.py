@@ -112,6 +112,9 @@ async def unless_client_leaves(request: Request, work: asyncio.Future[Upstream])
     watcher: asyncio.Future[None] = asyncio.ensure_future(until_disconnect(request))
     try:
         await asyncio.wait([work, watcher], return_when=asyncio.FIRST_COMPLETED)  # type: ignore[type-var]
+    except asyncio.CancelledError:  # the caller gave up (an in-process caller's task was cancelled)
+        work.cancel()
+        raise
     finally:
         watcher.cancel()
     if work.done():

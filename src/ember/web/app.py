@@ -12,6 +12,8 @@ from starlette.applications import Starlette
 from ember.config import Settings
 from ember.db.database import Database
 from ember.gateway.app import create_web_app
+from ember.gateway.limits import build_limiter
+from ember.web.login_limits import LoginLimits
 from ember.web.routes import ui_routes
 from ember.web.services import WebUI
 
@@ -20,7 +22,8 @@ def create_app(settings: Settings, *, database: Database, transport: httpx.Async
                **gateway_options: Any) -> Starlette:
     """The web role: ``database`` is open and migrated; ``transport`` replaces the network for tests."""
     app = create_web_app(settings, database=database, transport=transport, **gateway_options)
-    ui = WebUI(settings=settings, database=database, gateway=app.state.gateway)
+    ui = WebUI(settings=settings, database=database, gateway=app.state.gateway,
+               login_limits=LoginLimits(build_limiter(settings)))
     app.state.web = ui
     app.router.routes[0:0] = ui_routes()  # the UI's "/" comes before the gateway's plain-text one
     gateway_lifespan = app.router.lifespan_context
@@ -32,6 +35,8 @@ def create_app(settings: Settings, *, database: Database, transport: httpx.Async
                 yield
             finally:  # answers being generated store how far they got before the gateway closes
                 await ui.generations.close()
+                if ui.login_limits is not None:
+                    await ui.login_limits.aclose()
 
     app.router.lifespan_context = lifespan
     return app

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route
 
-from ember.web import chats
+from ember.web import accounts, admin_users, chats
 from ember.web.assets import static_file
 from ember.web.pages import index
 
@@ -13,6 +13,26 @@ def ui_routes() -> list[BaseRoute]:
     return [
         Route("/", index, methods=["GET", "HEAD"]),
         Route("/static/{path:path}", static_file, methods=["GET", "HEAD"]),
+        # accounts
+        Route("/login", accounts.login_page, methods=["GET"]),
+        Route("/login", accounts.login_submit, methods=["POST"]),
+        Route("/signup", accounts.signup_page, methods=["GET"]),
+        Route("/signup", accounts.signup_submit, methods=["POST"]),
+        Route("/logout", accounts.logout, methods=["POST"]),
+        Route("/account", accounts.account_page, methods=["GET"]),
+        Route("/account", accounts.account_submit, methods=["POST"]),
+        Route("/setup", accounts.setup_page, methods=["GET"]),
+        Route("/setup", accounts.setup_submit, methods=["POST"]),
+        Route("/ui/api/me", accounts.me, methods=["GET"]),
+        # admin: users and settings
+        Route("/admin", admin_users.users_page, methods=["GET"]),
+        Route("/admin/users", admin_users.users_page, methods=["GET"]),
+        Route("/admin/settings", admin_users.settings_page, methods=["GET"]),
+        Route("/ui/api/admin/users", admin_users.list_all, methods=["GET"]),
+        Route("/ui/api/admin/users/{name}", admin_users.update, methods=["PATCH"]),
+        Route("/ui/api/admin/users/{name}/password", admin_users.reset_password, methods=["POST"]),
+        Route("/ui/api/admin/settings", admin_users.get_settings, methods=["GET"]),
+        Route("/ui/api/admin/settings", admin_users.put_settings, methods=["PUT"]),
         # chats
         Route("/ui/api/models", chats.list_models, methods=["GET"]),
         Route("/ui/api/chats", chats.list_chats, methods=["GET"]),
