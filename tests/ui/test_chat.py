@@ -395,3 +395,28 @@ def test_settings_show_the_admins_defaults_and_locked_options(chromium: Browser,
         chat = page.request.get(f"{served.url}/ui/api/chats/{chat_id}").json()
         assert chat["options"] == {"num_predict": 8}
         context.close()
+
+
+def test_a_second_tab_follows_the_same_answer(chat_page: Page) -> None:
+    page = chat_page
+    set_num_predict(page, 100)
+    send(page, "Count from one to thirty in words.")
+    expect(last_answer(page).locator(".body")).not_to_be_empty(timeout=ANSWER_WAIT_MS)
+    second = page.context.new_page()
+    second.goto(page.url)
+    expect(second.locator('[data-role="assistant"]')).to_have_count(1)
+    wait_finished(page)
+    wait_finished(second)
+    assert last_answer(second).locator(".body").inner_text() == last_answer(page).locator(".body").inner_text()
+
+
+def test_the_copy_button_copies_a_code_block(chromium: Browser, served: EmberServe, tmp_path: Path) -> None:
+    context = chromium.new_context(permissions=["clipboard-read", "clipboard-write"])
+    page = open_as_new_user(context, served)
+    import_chat(page, tmp_path, exported([("user", "Code?"), ("assistant", "```sh\necho copied-text\n```")], "Code"))
+    copy = last_answer(page).locator("pre .copy-code")
+    expect(copy).to_have_text("Copy")
+    copy.click()
+    expect(copy).to_have_text("Copied")
+    assert page.evaluate("navigator.clipboard.readText()").strip() == "echo copied-text"
+    context.close()
