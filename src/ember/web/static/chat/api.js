@@ -48,6 +48,7 @@ export async function api(method, path, body) {
   } catch {
     throw new ApiError(0, "The server cannot be reached; check your connection.");
   }
+  if (response.status === 401) location.assign("/login"); // the session ended (logout elsewhere, disabled)
   if (!response.ok) throw await errorFrom(response);
   if (response.status === 204 || response.status === 202 && !response.headers.get("content-type")?.includes("json")) {
     return null;

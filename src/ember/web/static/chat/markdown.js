@@ -64,7 +64,11 @@ export class Painter {
     this.pending = true;
     requestAnimationFrame(() => {
       this.pending = false;
+      // Follow the growing answer only if the reader is at the bottom, not while they scroll back up.
+      const scroller = this.target.closest(".messages");
+      const atBottom = scroller && scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 40;
       renderMarkdown(this.target, this.text);
+      if (atBottom) scroller.scrollTop = scroller.scrollHeight;
     });
   }
 }
