@@ -3,6 +3,7 @@ reload mid-answer, branches, sanitized model output, export/import, and screensh
 
 from __future__ import annotations
 
+import gzip
 import json
 import time
 from collections.abc import Iterator
@@ -419,4 +420,28 @@ def test_the_copy_button_copies_a_code_block(chromium: Browser, served: EmberSer
     copy.click()
     expect(copy).to_have_text("Copied")
     assert page.evaluate("navigator.clipboard.readText()").strip() == "echo copied-text"
+    context.close()
+
+
+def test_the_chat_page_transfers_under_300_kb(chromium: Browser, served: EmberServe) -> None:
+    context = chromium.new_context()
+    log_in_as(served, context, f"chatter{next(_names)}")
+    page = context.new_page()
+    loaded: list[str] = []
+    page.on("requestfinished", lambda request: loaded.append(request.url))
+    page.goto(served.url + "/")
+    expect(page.locator("body[data-ready=true]")).to_be_attached()
+    page.wait_for_load_state("networkidle")
+    statics = [url for url in loaded if "/static/" in url or url.rstrip("/") == served.url]
+    assert any(url.endswith("/static/chat/app.js") for url in statics)
+    # Sizes on the wire: Playwright hands bodies back decoded, so a gzip-encoded one is compressed again as the
+    # server does it (level 9); asked for again so the browser cache does not hide any.
+    total = 0
+    for url in set(statics):
+        response = page.request.get(url, headers={"Accept-Encoding": "gzip"})
+        assert response.ok, url
+        encoded = response.headers.get("content-encoding") == "gzip"
+        total += len(gzip.compress(response.body())) if encoded else len(response.body())
+    print(f"chat page: {len(set(statics))} files, {total / 1024:.0f} KB gzipped")
+    assert total < 300 * 1024
     context.close()
