@@ -35,3 +35,14 @@ def browser_for(ui: RunningWeb, web_db: Database,  # noqa: F811
     yield make
     for browser in made:
         browser.close()
+
+
+@pytest.fixture(autouse=True)
+def fresh_login_limits(request: pytest.FixtureRequest) -> None:
+    """Each test that uses the shared web role starts with no failed logins counted: every test logs in from
+    127.0.0.1, and the per-address limit would otherwise carry one test's failures into the next."""
+    if "ui" in request.fixturenames:
+        from ember.web.login_limits import LoginLimits
+
+        running: RunningWeb = request.getfixturevalue("ui")
+        running.app.state.web.login_limits = LoginLimits()

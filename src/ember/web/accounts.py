@@ -56,9 +56,10 @@ async def login_submit(request: Request) -> Response:
     form = await read_form(request)
     name, password = field(form, "username").strip(), field(form, "password")
     context: dict[str, Any] = {"username": name, "signup": signup_mode(ui) != "closed"}
+    address = request.client.host if request.client else None
     try:
         check_form_token(request, form)
-        await _limits(ui).admit(name, request.client.host if request.client else None)
+        await _limits(ui).check(name, address)
     except RateLimited as exc:
         page = form_page(request, "login.html", 429, error=exc.message, **context)
         page.headers.update(exc.headers)
@@ -67,8 +68,10 @@ async def login_submit(request: Request) -> Response:
         return form_page(request, "login.html", exc.status, error=exc.message, **context)
     user = await anyio.to_thread.run_sync(authenticate_user, ui.database, name, password)
     if user is None:
+        await _limits(ui).failed(name, address)
         return form_page(request, "login.html", 401, error="Wrong user name or password, or the account is "
                          "disabled.", **context)
+    await _limits(ui).succeeded(name)
     if user.role == "pending":
         return form_page(request, "login.html", 403, notice="Your account is waiting for an admin's approval.",
                          **context)
@@ -93,11 +96,17 @@ async def signup_submit(request: Request) -> Response:
         if password != field(form, "confirm"):
             return form_page(request, "signup.html", 400, mode=mode, username=name,
                              error="The two passwords differ.")
-        await _limits(ui).admit(name, request.client.host if request.client else None)
+        # Each sign-up counts against the address (not the name): one address cannot mass-create accounts.
+        address = request.client.host if request.client else None
+        await _limits(ui).check(None, address)
+        await _limits(ui).failed(None, address)
         role = "user" if mode == "open" else "pending"
         user = await anyio.to_thread.run_sync(create_user, ui.database, name, password, role)
     except EmberError as exc:
-        return form_page(request, "signup.html", exc.status, mode=mode, username=name, error=exc.message)
+        page = form_page(request, "signup.html", exc.status, mode=mode, username=name, error=exc.message)
+        if isinstance(exc, RateLimited):
+            page.headers.update(exc.headers)
+        return page
     log.info("user %r signed up in the web UI (%s)", user.name, user.role)
     if user.role == "pending":
         return form_page(request, "login.html", 201, username=name, signup=True,

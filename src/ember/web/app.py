@@ -12,8 +12,7 @@ from starlette.applications import Starlette
 from ember.config import Settings
 from ember.db.database import Database
 from ember.gateway.app import create_web_app
-from ember.gateway.limits import build_limiter
-from ember.web.login_limits import LoginLimits
+from ember.web.login_limits import build_login_limits
 from ember.web.routes import ui_routes
 from ember.web.services import WebUI
 
@@ -23,7 +22,7 @@ def create_app(settings: Settings, *, database: Database, transport: httpx.Async
     """The web role: ``database`` is open and migrated; ``transport`` replaces the network for tests."""
     app = create_web_app(settings, database=database, transport=transport, **gateway_options)
     ui = WebUI(settings=settings, database=database, gateway=app.state.gateway,
-               login_limits=LoginLimits(build_limiter(settings)))
+               login_limits=build_login_limits(settings))
     app.state.web = ui
     app.router.routes[0:0] = ui_routes()  # the UI's "/" comes before the gateway's plain-text one
     gateway_lifespan = app.router.lifespan_context
