@@ -49,6 +49,11 @@ class EmberServe:
         return f"http://127.0.0.1:{self.web_port}"
 
     @property
+    def database_url(self) -> str:
+        """The web role's database: EMBER_DATABASE_URL when the run sets one, else SQLite in EMBER_HOME."""
+        return self.env.get("EMBER_DATABASE_URL") or f"sqlite:///{self.home / 'ember.db'}"
+
+    @property
     def engine_url(self) -> str:
         return f"http://127.0.0.1:{self.engine_port}"
 
@@ -101,7 +106,7 @@ def ember_serve(tmp: Path, models_dir: Path, **env: str) -> EmberServe:
 def log_in_as(served: EmberServe, context: BrowserContext, name: str, role: str = "user") -> None:
     """A new user with a session made directly in ``served``'s database, its cookie set on ``context`` (the
     login page's own tests go through the form)."""
-    database = Database.open(f"sqlite:///{served.home / 'ember.db'}")
+    database = Database.open(served.database_url)
     try:
         user = create_user(database, name, "a long enough password", role)
         made = create_session(database, user.id, timedelta(hours=1))
@@ -118,7 +123,7 @@ def engine_active(served: EmberServe) -> int:
 
 def set_app_setting(served: EmberServe, key: str, value: object) -> None:
     """A run-time setting (what the admin settings page stores), written directly in the database."""
-    database = Database.open(f"sqlite:///{served.home / 'ember.db'}")
+    database = Database.open(served.database_url)
     try:
         with database.session() as session:
             session.merge(AppSettingRow(key=key, value=value))
@@ -129,7 +134,7 @@ def set_app_setting(served: EmberServe, key: str, value: object) -> None:
 @contextmanager
 def model_policy(served: EmberServe, policy: ModelPolicy) -> Iterator[None]:
     """An admin's model policy in ``served``'s database for the length of the block."""
-    database = Database.open(f"sqlite:///{served.home / 'ember.db'}")
+    database = Database.open(served.database_url)
     try:
         set_policy(database, policy)
         yield
