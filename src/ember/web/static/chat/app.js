@@ -83,7 +83,6 @@ function draw() {
   document.title = `${state.chat?.title || "New chat"} · Ember`;
   for (const message of shown) if (message.status === "streaming") follow(message.id);
   updateComposer();
-  settings.show();
   updateChatMenu();
   const box = $("messages");
   box.scrollTop = box.scrollHeight;
@@ -124,6 +123,7 @@ async function openChat(id, push) {
   sidebar.highlight(id);
   sidebar.close();
   draw();
+  settings.show(); // not on every redraw: that would undo what is being typed in the panel
   await attachments.load(id);
 }
 
