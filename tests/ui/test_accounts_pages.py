@@ -1,4 +1,5 @@
-"""The account and admin pages at phone width (360 px): nothing runs off the side, and the forms work."""
+"""Account and admin pages in a real browser on a server of their own: they fit a 360 px phone, and the admin
+changes the sign-up mode and the embedding model (chosen from the engine's models) on the Settings page."""
 
 from __future__ import annotations
 
@@ -63,5 +64,38 @@ def test_account_and_admin_pages_fit_a_phone(own_server: EmberServe, chromium: B
         expect(row).to_be_visible()
         box = row.bounding_box()
         assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"]
+    finally:
+        context.close()
+
+
+def test_the_admin_closes_sign_up_and_picks_the_embedding_model_in_the_browser(own_server: EmberServe,
+                                                                               chromium: Browser) -> None:
+    served = own_server
+    admin = make_admin(served)
+    context = chromium.new_context(viewport=PHONE)
+    page = context.new_page()
+    try:
+        page.goto(served.url + "/login")
+        page.get_by_label("Username").fill(admin)
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_role("button", name="Log in").click()
+        expect(page).to_have_url(served.url + "/")
+        page.goto(served.url + "/admin/settings")
+        model = page.get_by_label("Embedding model for documents")
+        # The choices come from the engine's /api/tags, fetched by the page with the admin's session.
+        expect(model.locator("option", has_text="smollm2:135m")).to_have_count(1)
+        model.select_option("smollm2:135m")
+        page.get_by_label("Sign-up").select_option("closed")
+        page.get_by_role("button", name="Save").click()
+        expect(page.get_by_role("status")).to_have_text("Saved.")
+        page.reload()
+        expect(page.get_by_label("Sign-up")).to_have_value("closed")
+        expect(model).to_have_value("smollm2:135m")
+
+        visitor = chromium.new_context().new_page()
+        response = visitor.goto(served.url + "/signup")
+        assert response is not None and response.status == 403
+        expect(visitor.get_by_text("closed", exact=False).first).to_be_visible()
+        visitor.context.close()
     finally:
         context.close()
