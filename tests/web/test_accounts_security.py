@@ -251,3 +251,16 @@ def test_the_current_password_check_is_under_the_login_limits(ui: RunningWeb, ac
     assert authenticate_user(web_db, name, PASSWORD) is not None  # the password did not change
     with httpx.Client(base_url=ui.url) as other:
         assert log_in(other, name).status_code == 429  # and the account's logins wait as well
+
+
+def test_logging_in_again_ends_the_browsers_previous_session(ui: RunningWeb, accounts: Accounts) -> None:
+    first, second = accounts.user(), accounts.user()
+    with httpx.Client(base_url=ui.url) as client:
+        token = form_token(client, "/login")  # the login page sends a logged-in browser on to the chat
+        for name in (first, second):
+            response = client.post("/login", data={"form_token": token, "username": name, "password": PASSWORD})
+            assert response.status_code == 303
+            if name == first:
+                old = client.cookies[SESSION_COOKIE]
+        assert client.get("/ui/api/me").json()["name"] == second
+    assert httpx.get(ui.url + "/ui/api/me", cookies={SESSION_COOKIE: old}).status_code == 401

@@ -38,6 +38,9 @@ def signup_mode(ui: WebUI) -> str:
 async def _logged_in(request: Request, user_id: int, to: str = "/") -> Response:
     ui = web(request)
     client = request.client.host if request.client else None
+    previous = session_token(request.headers)
+    if previous is not None:  # a browser holds one session: the one it had (maybe another account's) ends
+        await anyio.to_thread.run_sync(end_session, ui.database, previous)
     made = await anyio.to_thread.run_sync(create_session, ui.database, user_id,
                                           timedelta(seconds=ui.settings.session_ttl), client)
     response = RedirectResponse(to, status_code=303)
