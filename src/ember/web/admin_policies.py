@@ -33,14 +33,15 @@ def policy_json(policy: ModelPolicy) -> dict[str, Any]:
 
 
 async def policies_page(request: Request) -> Response:
-    return await admin_page(request, "admin_policies.html", section="policies", lockable=LOCKABLE)
+    return await admin_page(request, "admin_policies.html", section="policies")
 
 
 async def list_all(request: Request) -> Response:
     await require_admin(request)
     policies = await anyio.to_thread.run_sync(get_policies, web(request).database)
     return JSONResponse({"policies": [policy_json(p) for _, p in sorted(policies.items())],
-                         "lockable": list(LOCKABLE)})
+                         "options": {**{name: OPTION_TYPES[name] for name in sorted(OPTION_TYPES)},
+                                     KEEP_ALIVE: "duration"}})
 
 
 async def put(request: Request) -> Response:
