@@ -39,6 +39,17 @@ def _models(page: Page, served: EmberServe, admin: LoggedIn, shots: Path) -> Non
     expect(page.locator(f'#loaded tr[data-model="{MODEL}"]')).to_be_visible()
     page.screenshot(path=str(shots / "admin-models.png"), full_page=True)
 
+    # Delete a copy (the bundled model stays for the other tests): confirmed, then gone from the table.
+    copy = f"admin-copy-{uuid.uuid4().hex[:6]}:latest"
+    copied = page.request.post(served.url + "/api/copy", headers={"X-CSRF-Token": admin.csrf_token},
+                               data={"source": MODEL, "destination": copy})
+    assert copied.ok, copied.text()
+    page.reload()
+    page.get_by_role("button", name=f"Delete {copy}").click()
+    expect(page.locator(f'#installed tr[data-model="{copy}"]')).to_have_count(0)
+    expect(page.locator("#admin-error")).to_be_hidden()
+    assert copy not in [m["name"] for m in page.request.get(served.url + "/api/tags").json()["models"]]
+
     page.get_by_label("Model name").fill("library-ember-test/not-here:1b")
     page.get_by_role("button", name="Pull").click()
     expect(page.locator("#admin-error")).to_contain_text("Pull of library-ember-test/not-here:1b failed",

@@ -182,3 +182,11 @@ def test_audit_filters_return_the_matching_requests(browser_for: Callable[[str],
     for params in ({"status": "ok"}, {"limit": "0"}, {"limit": "5000"}, {"since": "yesterday"}, {"since": "-1h"}):
         refused = admin.get("/ui/api/admin/audit", params=params)
         assert refused.status_code == 400 and refused.json()["error"], params
+
+
+def test_a_key_whose_name_has_a_slash_can_be_revoked(admin: Browser, accounts: Accounts) -> None:
+    name = f"team/{_name('ci')}"
+    made = admin.post("/ui/api/admin/keys", json={"name": name, "user": accounts.user("user"), "scopes": ["chat"]})
+    assert made.status_code == 201, made.text
+    revoked = admin.send("DELETE", "/ui/api/admin/keys/" + name.replace("/", "%2F"))
+    assert revoked.status_code == 200 and revoked.json()["name"] == name and revoked.json()["revoked_at"]

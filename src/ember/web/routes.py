@@ -43,7 +43,7 @@ def ui_routes() -> list[BaseRoute]:
         Route("/ui/api/admin/policies/{model:path}", admin_policies.delete, methods=["DELETE"]),
         Route("/ui/api/admin/keys", admin_keys.list_all, methods=["GET"]),
         Route("/ui/api/admin/keys", admin_keys.create, methods=["POST"]),
-        Route("/ui/api/admin/keys/{name}", admin_keys.revoke, methods=["DELETE"]),
+        Route("/ui/api/admin/keys/{name:path}", admin_keys.revoke, methods=["DELETE"]),
         Route("/ui/api/admin/audit", admin_audit.query, methods=["GET"]),
         # chats
         Route("/ui/api/models", chats.list_models, methods=["GET"]),

@@ -33,7 +33,7 @@
   async function load() {
     showError(null);
     const params = query();
-    history.replaceState(null, "", params.size ? `?${params}` : location.pathname);
+    history.replaceState(null, "", params.toString() ? `?${params}` : location.pathname);
     try {
       const data = await request("GET", `/ui/api/admin/audit?${params}`);
       body.replaceChildren(...data.events.map(row));
