@@ -9,12 +9,20 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 
 from tests.server_harness import TEST_DEFAULTS, free_port
+
+if TYPE_CHECKING:
+    from playwright.sync_api import BrowserContext
+
+    from ember.db import Database
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -83,3 +91,35 @@ def ember_serve(tmp: Path, models_dir: Path, **env: str) -> EmberServe:
               "EMBER_HOME": str(home), "EMBER_MODELS": str(models_dir), "EMBER_LOG_LEVEL": "info",
               **{f"EMBER_{k.upper()}": str(v) for k, v in TEST_DEFAULTS.items()}, **env}
     return EmberServe(home, engine_port, web_port, tmp / f"ember-{web_port}.log", values)
+
+
+@dataclass(frozen=True)
+class LoggedIn:
+    name: str
+    csrf_token: str
+
+
+def served_database(served: EmberServe) -> Database:
+    """The served process's own database (open; the caller closes it)."""
+    from ember.db import Database
+
+    return Database.open(served.env.get("EMBER_DATABASE_URL") or f"sqlite:///{served.home / 'ember.db'}")
+
+
+def log_in_admin(served: EmberServe, context: BrowserContext) -> LoggedIn:
+    """A new admin with a session made in the server's database, its cookie set on ``context``.
+
+    Making an admin spends the setup link: tests of the link itself run first (test_accounts)."""
+    from ember.db.sessions import create_session
+    from ember.db.users import create_user
+    from ember.gateway.auth import SESSION_COOKIE
+
+    database = served_database(served)
+    try:
+        name = f"admin-{uuid.uuid4().hex[:6]}"
+        user = create_user(database, name, "password-for-ui-tests", "admin")
+        made = create_session(database, user.id, timedelta(hours=1))
+    finally:
+        database.close()
+    context.add_cookies([{"name": SESSION_COOKIE, "value": made.token, "url": served.url}])
+    return LoggedIn(name, made.user.csrf_token)
