@@ -231,6 +231,13 @@ class Settings:
         metadata=_meta("EMBER_COOKIE_SECURE",
                        help="Mark the session cookie Secure even over plain HTTP (e.g. behind a TLS proxy)."),
     )
+    trusted_proxies: str = field(
+        default="127.0.0.1",
+        metadata=_meta("EMBER_TRUSTED_PROXIES",
+                       help="Reverse proxies whose X-Forwarded-For and X-Forwarded-Proto are believed "
+                            "(comma-separated addresses, or *): the client address that login limits count "
+                            "and the audit log records. Add your ingress or load balancer here."),
+    )
     redis_timeout: float = field(
         default=0.25,
         metadata=_meta("EMBER_REDIS_TIMEOUT",

@@ -207,6 +207,12 @@ class KeyNotFound(NotFound):
         self.name = name
 
 
+class PolicyNotFound(NotFound):
+    def __init__(self, model: str) -> None:
+        super().__init__(f"no policy for model {model!r}")
+        self.model = model
+
+
 class ChatNotFound(NotFound):
     """No such chat, or another user's: the two answer the same, so ids reveal nothing."""
 

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,16 +19,13 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from ember.db.database import Database
-from ember.db.policies import ModelPolicy, delete_policy, set_policy
-from ember.db.sessions import create_session
-from ember.db.tables import AppSettingRow
-from ember.db.users import create_user
-from ember.gateway.auth import SESSION_COOKIE
 from tests.server_harness import TEST_DEFAULTS, free_port
 
 if TYPE_CHECKING:
     from playwright.sync_api import BrowserContext
+
+    from ember.db import Database
+    from ember.db.policies import ModelPolicy
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -47,11 +45,6 @@ class EmberServe:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.web_port}"
-
-    @property
-    def database_url(self) -> str:
-        """The web role's database: EMBER_DATABASE_URL when the run sets one, else SQLite in EMBER_HOME."""
-        return self.env.get("EMBER_DATABASE_URL") or f"sqlite:///{self.home / 'ember.db'}"
 
     @property
     def engine_url(self) -> str:
@@ -103,16 +96,53 @@ def ember_serve(tmp: Path, models_dir: Path, **env: str) -> EmberServe:
     return EmberServe(home, engine_port, web_port, tmp / f"ember-{web_port}.log", values)
 
 
-def log_in_as(served: EmberServe, context: BrowserContext, name: str, role: str = "user") -> None:
-    """A new user with a session made directly in ``served``'s database, its cookie set on ``context`` (the
-    login page's own tests go through the form)."""
-    database = Database.open(served.database_url)
+@dataclass(frozen=True)
+class LoggedIn:
+    name: str
+    csrf_token: str
+
+
+def served_database(served: EmberServe) -> Database:
+    """The served process's own database (open; the caller closes it)."""
+    from ember.db import Database
+
+    return Database.open(served.env.get("EMBER_DATABASE_URL") or f"sqlite:///{served.home / 'ember.db'}")
+
+
+def log_in_admin(served: EmberServe, context: BrowserContext) -> LoggedIn:
+    """A new admin with a session made in the server's database, its cookie set on ``context``.
+
+    Making an admin spends the setup link: tests of the link itself run first (test_accounts)."""
+    from ember.db.sessions import create_session
+    from ember.db.users import create_user
+    from ember.gateway.auth import SESSION_COOKIE
+
+    database = served_database(served)
     try:
-        user = create_user(database, name, "a long enough password", role)
+        name = f"admin-{uuid.uuid4().hex[:6]}"
+        user = create_user(database, name, "password-for-ui-tests", "admin")
         made = create_session(database, user.id, timedelta(hours=1))
     finally:
         database.close()
     context.add_cookies([{"name": SESSION_COOKIE, "value": made.token, "url": served.url}])
+    return LoggedIn(name, made.user.csrf_token)
+
+
+def log_in_as(served: EmberServe, context: BrowserContext, name: str, role: str = "user") -> LoggedIn:
+    """A new user (any role) with a session made in the server's database, its cookie set on ``context`` (the
+    login page's own tests go through the form)."""
+    from ember.db.sessions import create_session
+    from ember.db.users import create_user
+    from ember.gateway.auth import SESSION_COOKIE
+
+    database = served_database(served)
+    try:
+        user = create_user(database, name, "password-for-ui-tests", role)
+        made = create_session(database, user.id, timedelta(hours=1))
+    finally:
+        database.close()
+    context.add_cookies([{"name": SESSION_COOKIE, "value": made.token, "url": served.url}])
+    return LoggedIn(name, made.user.csrf_token)
 
 
 def engine_active(served: EmberServe) -> int:
@@ -123,7 +153,9 @@ def engine_active(served: EmberServe) -> int:
 
 def set_app_setting(served: EmberServe, key: str, value: object) -> None:
     """A run-time setting (what the admin settings page stores), written directly in the database."""
-    database = Database.open(served.database_url)
+    from ember.db.tables import AppSettingRow
+
+    database = served_database(served)
     try:
         with database.session() as session:
             session.merge(AppSettingRow(key=key, value=value))
@@ -133,8 +165,10 @@ def set_app_setting(served: EmberServe, key: str, value: object) -> None:
 
 @contextmanager
 def model_policy(served: EmberServe, policy: ModelPolicy) -> Iterator[None]:
-    """An admin's model policy in ``served``'s database for the length of the block."""
-    database = Database.open(served.database_url)
+    """An admin's model policy in the server's database for the length of the block."""
+    from ember.db.policies import delete_policy, set_policy
+
+    database = served_database(served)
     try:
         set_policy(database, policy)
         yield

@@ -144,3 +144,27 @@ async def test_a_dead_redis_falls_back_to_counting_in_the_process() -> None:
             await limits.check("carol", "10.0.0.8")
     finally:
         await limits.aclose()
+
+
+def test_behind_a_trusted_proxy_each_client_has_its_own_address_limit(ui: RunningWeb, accounts: Accounts) -> None:
+    """Requests come from the proxy (127.0.0.1, trusted by default: EMBER_TRUSTED_PROXIES): the address limit
+    counts the client X-Forwarded-For names, so one guesser behind the proxy does not lock everyone out."""
+    def through_proxy(client_ip: str, name: str, password: str) -> httpx.Response:
+        with httpx.Client(base_url=ui.url, headers={"x-forwarded-for": client_ip}) as client:
+            found = re.search(r'name="form_token" value="([^"]+)"', client.get("/login").text)
+            assert found
+            return client.post("/login", data={"form_token": found.group(1), "username": name,
+                                               "password": password})
+
+    for n in range(ADDRESS_FAILURES):
+        assert through_proxy("203.0.113.7", f"proxy-spray-{n}", "wrong-guess-123").status_code == 401
+    assert through_proxy("203.0.113.7", accounts.user(), PASSWORD).status_code == 429
+    assert through_proxy("198.51.100.20", accounts.user(), PASSWORD).status_code == 303
+
+
+def test_ember_serve_believes_forwarded_headers_only_from_the_configured_proxies() -> None:
+    from ember.cli.serve import _config
+
+    config = _config(object(), "127.0.0.1", 8080, Settings(trusted_proxies="10.1.2.3"))
+    assert config.proxy_headers and config.forwarded_allow_ips == "10.1.2.3"
+    assert Settings.from_env({"EMBER_TRUSTED_PROXIES": "*"}).trusted_proxies == "*"

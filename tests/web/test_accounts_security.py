@@ -12,7 +12,7 @@ import pytest
 
 from ember.db import Database
 from ember.db.app_settings import get_setting, set_setting
-from ember.db.users import create_user, get_user
+from ember.db.users import authenticate_user, create_user, get_user
 from ember.gateway.auth import CSRF_HEADER, SESSION_COOKIE
 from tests.gateway.harness import Accounts, RunningWeb
 from tests.server_harness import RunningServer
@@ -202,3 +202,65 @@ def test_the_cookie_is_secure_with_ember_cookie_secure(keyed_engine: RunningServ
             assert "secure" in flags and "httponly" in flags and "samesite=lax" in flags
     finally:
         running.stop()
+
+
+# -- login CSRF, logout, the current-password check ---------------------------------------------------------
+
+
+def test_forms_posted_from_another_origin_are_refused_even_with_a_planted_token(ui: RunningWeb,
+                                                                                accounts: Accounts) -> None:
+    """A sibling subdomain can plant the double-submit cookie (cookie tossing) but cannot forge Origin."""
+    name = accounts.user()
+    with httpx.Client(base_url=ui.url) as client:
+        token = form_token(client, "/login")
+        fields = {"form_token": token, "username": name, "password": PASSWORD}
+        for origin in ("https://evil.example", "http://attacker.localhost:8080", "null"):
+            refused = client.post("/login", data=fields, headers={"origin": origin})
+            assert refused.status_code == 403 and SESSION_COOKIE not in client.cookies, origin
+        assert client.post("/login", data=fields, headers={"origin": ui.url}).status_code == 303
+
+
+def test_logout_with_an_ended_session_just_drops_the_cookie(ui: RunningWeb, accounts: Accounts,
+                                                           browser_for: Callable[[str], Browser]) -> None:
+    name = accounts.user()
+    with httpx.Client(base_url=ui.url) as client:
+        assert log_in(client, name).status_code == 303
+        csrf = str(client.get("/ui/api/me").json()["csrf_token"])
+        admin = browser_for("admin")
+        assert admin.post(f"/ui/api/admin/users/{name}/password", json={"password": "reset-by-admin"}).is_success
+        response = client.post("/logout", data={"csrf_token": csrf})
+        assert response.status_code == 303 and response.headers["location"] == "/login"
+        assert SESSION_COOKIE not in client.cookies
+
+
+def test_the_current_password_check_is_under_the_login_limits(ui: RunningWeb, accounts: Accounts,
+                                                              web_db: Database) -> None:
+    """A stolen session must not let its thief guess the password behind it at speed."""
+    from ember.web.login_limits import ACCOUNT_FAILURES
+
+    name = accounts.user()
+    with httpx.Client(base_url=ui.url) as client:
+        assert log_in(client, name).status_code == 303
+        csrf = str(client.get("/ui/api/me").json()["csrf_token"])
+        guess = {"csrf_token": csrf, "current": "guess-0000", "password": "new-password-9",
+                 "confirm": "new-password-9"}
+        for _ in range(ACCOUNT_FAILURES):
+            assert client.post("/account", data=guess).status_code == 403
+        locked = client.post("/account", data={**guess, "current": PASSWORD})
+        assert locked.status_code == 429 and "retry-after" in locked.headers
+    assert authenticate_user(web_db, name, PASSWORD) is not None  # the password did not change
+    with httpx.Client(base_url=ui.url) as other:
+        assert log_in(other, name).status_code == 429  # and the account's logins wait as well
+
+
+def test_logging_in_again_ends_the_browsers_previous_session(ui: RunningWeb, accounts: Accounts) -> None:
+    first, second = accounts.user(), accounts.user()
+    with httpx.Client(base_url=ui.url) as client:
+        token = form_token(client, "/login")  # the login page sends a logged-in browser on to the chat
+        for name in (first, second):
+            response = client.post("/login", data={"form_token": token, "username": name, "password": PASSWORD})
+            assert response.status_code == 303
+            if name == first:
+                old = client.cookies[SESSION_COOKIE]
+        assert client.get("/ui/api/me").json()["name"] == second
+    assert httpx.get(ui.url + "/ui/api/me", cookies={SESSION_COOKIE: old}).status_code == 401

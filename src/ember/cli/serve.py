@@ -59,8 +59,11 @@ def _web_config(settings: Settings) -> uvicorn.Config:
 
 
 def _config(app: Any, host: str, port: int, settings: Settings) -> uvicorn.Config:
+    # Behind a trusted proxy the client is the one X-Forwarded-For names, not the proxy: otherwise every user
+    # would share the proxy's per-address login limit.
     return uvicorn.Config(app, host=host, port=port, log_level=settings.log_level.lower(),
-                          timeout_graceful_shutdown=5)
+                          timeout_graceful_shutdown=5, proxy_headers=True,
+                          forwarded_allow_ips=settings.trusted_proxies)
 
 
 class _SharedSignals(uvicorn.Server):

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
+
 from ember.db.database import Database
 from ember.db.tables import AppSettingRow, utcnow
 
@@ -18,6 +20,13 @@ def get_setting(db: Database, key: str, default: Any = None) -> Any:
 
 
 def set_setting(db: Database, key: str, value: Any) -> None:
+    try:
+        _write(db, key, value)
+    except IntegrityError:  # another writer inserted the key between our read and our insert: update that row
+        _write(db, key, value)
+
+
+def _write(db: Database, key: str, value: Any) -> None:
     with db.session() as session:
         row = session.get(AppSettingRow, key)
         if row is None:

@@ -14,7 +14,7 @@ from ember.config import SIGNUP_MODES
 from ember.db.app_settings import get_setting
 from ember.db.sessions import create_session, end_session, end_sessions_of
 from ember.db.users import authenticate_user, create_first_admin, create_user, set_password
-from ember.errors import EmberError, Forbidden, RateLimited
+from ember.errors import EmberError, Forbidden, RateLimited, Unauthorized
 from ember.gateway.auth import session_token
 from ember.web.forms import check_form_token, field, form_page, form_user, read_form
 from ember.web.login_limits import LoginLimits
@@ -38,6 +38,9 @@ def signup_mode(ui: WebUI) -> str:
 async def _logged_in(request: Request, user_id: int, to: str = "/") -> Response:
     ui = web(request)
     client = request.client.host if request.client else None
+    previous = session_token(request.headers)
+    if previous is not None:  # a browser holds one session: the one it had (maybe another account's) ends
+        await anyio.to_thread.run_sync(end_session, ui.database, previous)
     made = await anyio.to_thread.run_sync(create_session, ui.database, user_id,
                                           timedelta(seconds=ui.settings.session_ttl), client)
     response = RedirectResponse(to, status_code=303)
@@ -117,8 +120,11 @@ async def signup_submit(request: Request) -> Response:
 async def logout(request: Request) -> Response:
     ui = web(request)
     form = await read_form(request)
-    await form_user(request, form)  # only the user's own pages may log them out
     token = session_token(request.headers)
+    try:
+        await form_user(request, form)  # only the user's own pages may log them out
+    except Unauthorized:
+        token = None  # the session ended already (expired, disabled): just drop the cookie
     if token is not None:
         await anyio.to_thread.run_sync(end_session, ui.database, token)
     response = to_login(request)
@@ -141,7 +147,17 @@ async def account_submit(request: Request) -> Response:
     context: dict[str, Any] = {"user": user, "csrf_token": user.csrf_token}
     if new != field(form, "confirm"):
         return render("account.html", 400, error="The two new passwords differ.", **context)
+    # The current password is checked under the login limits: a stolen session must not become a way to
+    # guess the password (which would outlive the session) at argon2 speed.
+    address = request.client.host if request.client else None
+    try:
+        await _limits(ui).check(user.name, address)
+    except RateLimited as exc:
+        page = render("account.html", 429, error=exc.message, **context)
+        page.headers.update(exc.headers)
+        return page
     if await anyio.to_thread.run_sync(authenticate_user, ui.database, user.name, current) is None:
+        await _limits(ui).failed(user.name, address)
         return render("account.html", 403, error="The current password is wrong.", **context)
     try:
         await anyio.to_thread.run_sync(set_password, ui.database, user.name, new)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -12,6 +13,7 @@ from starlette.applications import Starlette
 from ember.config import Settings
 from ember.db.database import Database
 from ember.gateway.app import create_web_app
+from ember.web.housekeeping import purge_sessions_forever
 from ember.web.login_limits import build_login_limits
 from ember.web.routes import ui_routes
 from ember.web.services import WebUI
@@ -30,9 +32,11 @@ def create_app(settings: Settings, *, database: Database, transport: httpx.Async
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with gateway_lifespan(app):
+            sweeper = asyncio.create_task(purge_sessions_forever(database), name="ember-session-purge")
             try:
                 yield
             finally:  # answers being generated store how far they got before the gateway closes
+                sweeper.cancel()
                 await ui.generations.close()
                 if ui.login_limits is not None:
                     await ui.login_limits.aclose()

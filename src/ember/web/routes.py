@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route
 
-from ember.web import accounts, admin_users, chats
+from ember.web import accounts, admin_audit, admin_keys, admin_models, admin_policies, admin_users, chats
 from ember.web.assets import static_file
 from ember.web.pages import index
 
@@ -33,6 +33,18 @@ def ui_routes() -> list[BaseRoute]:
         Route("/ui/api/admin/users/{name}/password", admin_users.reset_password, methods=["POST"]),
         Route("/ui/api/admin/settings", admin_users.get_settings, methods=["GET"]),
         Route("/ui/api/admin/settings", admin_users.put_settings, methods=["PUT"]),
+        # admin: models, policies, keys, audit
+        Route("/admin/models", admin_models.models_page, methods=["GET"]),
+        Route("/admin/policies", admin_policies.policies_page, methods=["GET"]),
+        Route("/admin/keys", admin_keys.keys_page, methods=["GET"]),
+        Route("/admin/audit", admin_audit.audit_page, methods=["GET"]),
+        Route("/ui/api/admin/policies", admin_policies.list_all, methods=["GET"]),
+        Route("/ui/api/admin/policies/{model:path}", admin_policies.put, methods=["PUT"]),
+        Route("/ui/api/admin/policies/{model:path}", admin_policies.delete, methods=["DELETE"]),
+        Route("/ui/api/admin/keys", admin_keys.list_all, methods=["GET"]),
+        Route("/ui/api/admin/keys", admin_keys.create, methods=["POST"]),
+        Route("/ui/api/admin/keys/{name:path}", admin_keys.revoke, methods=["DELETE"]),
+        Route("/ui/api/admin/audit", admin_audit.query, methods=["GET"]),
         # chats
         Route("/ui/api/models", chats.list_models, methods=["GET"]),
         Route("/ui/api/chats", chats.list_chats, methods=["GET"]),

@@ -34,8 +34,10 @@
         if (password) act(() => request("POST", `/ui/api/admin/users/${encodeURIComponent(name)}/password`, { password }));
       } }));
     return el("tr", { "data-user": name },
-      el("td", { text: name }), el("td", {}, role), el("td", {}, status),
-      el("td", { text: new Date(user.created_at).toLocaleDateString() }), el("td", {}, actions));
+      el("td", { "data-label": "Name", text: name }), el("td", { "data-label": "Role" }, role),
+      el("td", { "data-label": "Status" }, status),
+      el("td", { "data-label": "Created", text: new Date(user.created_at).toLocaleDateString() }),
+      el("td", {}, actions));
   }
 
   async function load() {

@@ -20,7 +20,8 @@ const ember = (() => {
       } catch { /* not JSON: keep the status line */ }
       throw new Error(message);
     }
-    return response.status === 204 ? null : response.json();
+    const text = await response.text();  // some gateway routes (DELETE /api/delete) answer 200 with no body
+    return text ? JSON.parse(text) : null;
   }
 
   function showError(error) {
