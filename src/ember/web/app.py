@@ -12,6 +12,7 @@ from starlette.applications import Starlette
 from ember.config import Settings
 from ember.db.database import Database
 from ember.gateway.app import create_web_app
+from ember.web.documents.retrieve import DocumentRetriever
 from ember.web.login_limits import build_login_limits
 from ember.web.routes import ui_routes
 from ember.web.services import WebUI
@@ -23,6 +24,7 @@ def create_app(settings: Settings, *, database: Database, transport: httpx.Async
     app = create_web_app(settings, database=database, transport=transport, **gateway_options)
     ui = WebUI(settings=settings, database=database, gateway=app.state.gateway,
                login_limits=build_login_limits(settings))
+    ui.retriever = DocumentRetriever(ui)
     app.state.web = ui
     app.router.routes[0:0] = ui_routes()  # the UI's "/" comes before the gateway's plain-text one
     gateway_lifespan = app.router.lifespan_context
@@ -30,9 +32,11 @@ def create_app(settings: Settings, *, database: Database, transport: httpx.Async
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with gateway_lifespan(app):
+            await ui.indexer.forget_interrupted()
             try:
                 yield
             finally:  # answers being generated store how far they got before the gateway closes
+                await ui.indexer.close()  # documents being indexed end failed, without chunks
                 await ui.generations.close()
                 if ui.login_limits is not None:
                     await ui.login_limits.aclose()
