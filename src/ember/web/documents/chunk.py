@@ -73,16 +73,28 @@ def _sentences(paragraph: str, size: int) -> list[str]:
 
 
 def _tail(units: list[_Unit], overlap: int) -> list[_Unit]:
-    """The last whole units of a passage that fit in ``overlap`` characters (the next passage starts with
-    them); the first one is then a paragraph start, since it opens the passage."""
+    """The end of a passage that fits in ``overlap`` characters, as whole units or else as the last whole
+    sentences of its last unit: the next passage starts with it."""
+    if len(units) == 1:
+        return _last_sentences(units[0].text, overlap)
     kept: list[_Unit] = []
     total = 0
     for unit in reversed(units[1:]):  # never the whole passage again
         if total + len(unit.text) > overlap:
+            if not kept:
+                kept = _last_sentences(unit.text, overlap)
             break
         kept.insert(0, unit)
         total += len(unit.text) + 1
     return kept
+
+
+def _last_sentences(text: str, overlap: int) -> list[_Unit]:
+    sentences = [s.strip() for s in _SENTENCE_END.split(text) if s.strip()]
+    kept: list[str] = []
+    while len(sentences) > 1 and len(" ".join([sentences[-1], *kept])) <= overlap:
+        kept.insert(0, sentences.pop())
+    return [_Unit(" ".join(kept), new_paragraph=True)] if kept else []
 
 
 def _join(units: list[_Unit]) -> str:
