@@ -238,6 +238,11 @@ class Settings:
                             "(comma-separated addresses, or *): the client address that login limits count "
                             "and the audit log records. Add your ingress or load balancer here."),
     )
+    upload_max_bytes: int = field(
+        default=20 * 1024 * 1024,
+        metadata=_meta("EMBER_UPLOAD_MAX_BYTES",
+                       help="Largest document a web UI user may upload for retrieval (size such as 20M; more: 413)."),
+    )
     redis_timeout: float = field(
         default=0.25,
         metadata=_meta("EMBER_REDIS_TIMEOUT",
@@ -387,7 +392,7 @@ _DURATION_FIELDS = {"keep_alive", "load_timeout", "request_timeout", "stall_time
 _LIMIT_FIELDS = {"limits_admin", "limits_user", "limits_anonymous"}
 _BOOL_FIELDS = {"noprune", "context_shift", "allow_open_engine", "anonymous", "audit_bodies", "metrics_public",
                "cookie_secure"}
-_SIZE_FIELDS = {"doctor_memory_limit"}
+_SIZE_FIELDS = {"doctor_memory_limit", "upload_max_bytes"}
 
 
 def _convert(name: str, raw: str) -> Any:

@@ -8,6 +8,7 @@ api/errors.py. Every EmberError subclass in Ember is defined here, so this tree 
       BlobNotFound (404)
       RequestTimeout (408)
       PayloadTooLarge (413)
+      UnsupportedMediaType (415)  an uploaded document whose content is not text, Markdown, PDF or HTML
       ServerBusy (503)
       RateLimited (429)           a key or role went over its requests/tokens per minute or concurrency
       RunnerError (500)           RunnerCrashed, LoadFailed
@@ -17,7 +18,8 @@ api/errors.py. Every EmberError subclass in Ember is defined here, so this tree 
       ClientGone (499)            the client disconnected; nobody reads the answer
     accounts (ember.db):
       BadRequest (400)            InvalidName, InvalidRole, InvalidScope, InvalidPassword
-      NotFound (404)              UserNotFound, KeyNotFound, ChatNotFound, MessageNotFound
+      BadRequest (400)            UnreadableDocument (a PDF that is encrypted or broken, a file with no text)
+      NotFound (404)              UserNotFound, KeyNotFound, ChatNotFound, MessageNotFound, DocumentNotFound
       Conflict (409)              UserExists, KeyExists, LastAdmin
       DatabaseUnavailable (503)
     gateway (ember.gateway) and engine exposure:
@@ -99,6 +101,13 @@ class RequestTimeout(EmberError):
 
 class PayloadTooLarge(EmberError):
     status = 413
+    kind = "invalid_request_error"
+
+
+class UnsupportedMediaType(EmberError):
+    """An upload whose content (not its name) is none of the accepted types."""
+
+    status = 415
     kind = "invalid_request_error"
 
 
@@ -225,6 +234,17 @@ class MessageNotFound(NotFound):
 
     def __init__(self, message_id: str) -> None:
         super().__init__(f"message {message_id!r} not found")
+
+
+class DocumentNotFound(NotFound):
+    """No such document (or chunk) among the user's: another user's id answers the same."""
+
+    def __init__(self, document_id: str) -> None:
+        super().__init__(f"document {document_id!r} not found")
+
+
+class UnreadableDocument(BadRequest):
+    """An upload of an accepted type whose text cannot be read; the message says why."""
 
 
 class Conflict(EmberError):

@@ -13,6 +13,7 @@ from starlette.applications import Starlette
 from ember.config import Settings
 from ember.db.database import Database
 from ember.gateway.app import create_web_app
+from ember.web.documents.retrieve import DocumentRetriever
 from ember.web.housekeeping import purge_sessions_forever
 from ember.web.login_limits import build_login_limits
 from ember.web.routes import ui_routes
@@ -25,6 +26,7 @@ def create_app(settings: Settings, *, database: Database, transport: httpx.Async
     app = create_web_app(settings, database=database, transport=transport, **gateway_options)
     ui = WebUI(settings=settings, database=database, gateway=app.state.gateway,
                login_limits=build_login_limits(settings))
+    ui.retriever = DocumentRetriever(ui)
     app.state.web = ui
     app.router.routes[0:0] = ui_routes()  # the UI's "/" comes before the gateway's plain-text one
     gateway_lifespan = app.router.lifespan_context
@@ -32,11 +34,13 @@ def create_app(settings: Settings, *, database: Database, transport: httpx.Async
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with gateway_lifespan(app):
+            await ui.indexer.forget_interrupted()
             sweeper = asyncio.create_task(purge_sessions_forever(database), name="ember-session-purge")
             try:
                 yield
             finally:  # answers being generated store how far they got before the gateway closes
                 sweeper.cancel()
+                await ui.indexer.close()  # documents being indexed end failed, without chunks
                 await ui.generations.close()
                 if ui.login_limits is not None:
                     await ui.login_limits.aclose()

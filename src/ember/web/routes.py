@@ -6,6 +6,7 @@ from starlette.routing import BaseRoute, Route
 
 from ember.web import accounts, admin_audit, admin_keys, admin_models, admin_policies, admin_users, chats
 from ember.web.assets import static_file
+from ember.web.documents import api as documents
 from ember.web.pages import index
 
 
@@ -59,4 +60,11 @@ def ui_routes() -> list[BaseRoute]:
         Route("/ui/api/chats/{chat_id}/messages/{message_id}/edit", chats.edit, methods=["POST"]),
         Route("/ui/api/messages/{message_id}/stream", chats.stream, methods=["GET"]),
         Route("/ui/api/messages/{message_id}/stop", chats.stop, methods=["POST"]),
+        # documents
+        Route("/ui/api/collections", documents.list_collections, methods=["GET"]),
+        Route("/ui/api/documents", documents.list_documents, methods=["GET"]),
+        Route("/ui/api/documents", documents.upload_document, methods=["POST"]),
+        Route("/ui/api/documents/{document_id}", documents.get_document, methods=["GET"]),
+        Route("/ui/api/documents/{document_id}", documents.delete_document, methods=["DELETE"]),
+        Route("/ui/api/documents/{document_id}/chunks/{ordinal}", documents.get_chunk, methods=["GET"]),
     ]

@@ -11,6 +11,7 @@ from ember.config import Settings
 from ember.db.database import Database
 from ember.db.sessions import WebUser
 from ember.gateway.services import Gateway
+from ember.web.documents.index import Indexer
 from ember.web.login_limits import LoginLimits
 from ember.web.streams import Generations
 
@@ -37,9 +38,14 @@ class WebUI:
     database: Database
     gateway: Gateway
     retriever: Retriever | None = None
+    indexer: Indexer = field(init=False)  # documents being embedded in the background (ember.web.documents)
     generations: Generations = field(default_factory=Generations)  # chat answers generated in this process
     model_titles: bool = True  # after a chat's first answer, ask the model for a title in the background
     login_limits: LoginLimits | None = None  # set by create_app; None only in unit tests that need no logins
+
+
+    def __post_init__(self) -> None:
+        self.indexer = Indexer(self.database, self.gateway)
 
 
 def web(request: Request) -> WebUI:
