@@ -295,7 +295,7 @@ def documents_served(page: Page, served: EmberServe) -> bool:
 
 
 def test_an_attached_document_is_indexed_and_the_answer_cites_it(chat_page: Page, served: EmberServe,
-                                                                   tmp_path: Path) -> None:
+                                                                   tmp_path: Path, shots: Path) -> None:
     page = chat_page
     if not documents_served(page, served):
         pytest.skip("this server has no documents API (/ui/api/collections)")
@@ -313,6 +313,7 @@ def test_an_attached_document_is_indexed_and_the_answer_cites_it(chat_page: Page
     wait_finished(page)
     source = last_answer(page).locator(".source").first
     expect(source).to_contain_text("[1]")
+    page.screenshot(path=str(shots / "chat-cited.png"))
     source.click()
     expect(page.locator("#source-dialog")).to_be_visible()
     expect(page.locator("#source-text")).to_contain_text("zorblat")
