@@ -47,7 +47,10 @@ def set_num_predict(page: Page, tokens: int) -> None:
 def send(page: Page, text: str) -> None:
     page.get_by_label("Message").fill(text)
     page.get_by_role("button", name="Send").click()
-    expect(page.get_by_label("Message")).to_have_value("")  # sent: the question and its answer are on screen
+    try:  # sent: the question and its answer are on screen (retrieval may take a while on a busy machine)
+        expect(page.get_by_label("Message")).to_have_value("", timeout=60_000)
+    except AssertionError:
+        raise AssertionError(f"not sent; the page says: {page.locator('#alert').inner_text()!r}") from None
 
 
 def last_answer(page: Page):  # type: ignore[no-untyped-def]
