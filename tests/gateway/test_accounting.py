@@ -50,3 +50,16 @@ def test_tail_stays_bounded() -> None:
         tracker.feed(b"x" * 1000)
     tracker.feed(b'{"prompt_eval_count":1,"eval_count":2}\n')
     assert tracker._size < TAIL_BYTES + 2000 and tracker.usage().total == 3
+
+
+def test_a_stream_that_ends_in_an_error_says_which() -> None:
+    tracker = UsageTracker(sse=False)
+    tracker.feed(b'{"status":"pulling manifest"}\n')
+    tracker.feed(b'{"error":"pull model manifest: cannot connect to the registry"}\n')
+    assert tracker.stream_error() == "pull model manifest: cannot connect to the registry"
+    fine = UsageTracker(sse=False)
+    fine.feed(b'{"message":{"content":"the word \\"error\\" in text"},"done":false}\n{"done":true,"eval_count":3}\n')
+    assert fine.stream_error() is None
+    openai = UsageTracker(sse=True)
+    openai.feed(b'data: {"error":{"message":"engine node failed"}}\n\n')
+    assert openai.stream_error() == "engine node failed"

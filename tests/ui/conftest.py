@@ -35,13 +35,29 @@ DATABASES = [d.strip() for d in os.environ.get("EMBER_UI_DATABASES", "sqlite").s
 
 @pytest.fixture(scope="session", params=DATABASES)
 def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmberServe]:
-    """``ember serve`` on SQLite (its default) or on a fresh database of the machine's PostgreSQL."""
-    tmp = tmp_path_factory.mktemp(f"ui-{request.param}")
-    with database_url(request.param) as url:
+    """``ember serve`` on SQLite (its default) or on a fresh database of the machine's PostgreSQL, shared by
+    the tests of a session (so its setup link is spent once some test made an admin)."""
+    with _serving(request.param, tmp_path_factory) as running:
+        yield running
+
+
+@pytest.fixture(params=DATABASES)
+def fresh_served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmberServe]:
+    """A server of a test's own: no admin yet, so its setup link works."""
+    with _serving(request.param, tmp_path_factory) as running:
+        yield running
+
+
+@contextlib.contextmanager
+def _serving(kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmberServe]:
+    tmp = tmp_path_factory.mktemp(f"ui-{kind}")
+    with database_url(kind) as url:
         running = ember_serve(tmp, tmp / "models", **({"EMBER_DATABASE_URL": url} if url else {}))
         running.start()
-        yield running
-        running.stop()
+        try:
+            yield running
+        finally:
+            running.stop()
 
 
 @contextlib.contextmanager

@@ -112,7 +112,7 @@ def served_database(served: EmberServe) -> Database:
 def log_in_admin(served: EmberServe, context: BrowserContext) -> LoggedIn:
     """A new admin with a session made in the server's database, its cookie set on ``context``.
 
-    Making an admin spends the setup link: tests of the link itself run first (test_accounts)."""
+    Making an admin spends the setup link: tests of the link itself use ``fresh_served``."""
     from ember.db.sessions import create_session
     from ember.db.users import create_user
     from ember.gateway.auth import SESSION_COOKIE

@@ -19,8 +19,9 @@ def log_in(page: Page, url: str, name: str, password: str = PASSWORD) -> None:
     page.get_by_role("button", name="Log in").click()
 
 
-def test_first_admin_then_a_second_user_is_approved_and_kept_out_of_admin(served: EmberServe, page: Page,
+def test_first_admin_then_a_second_user_is_approved_and_kept_out_of_admin(fresh_served: EmberServe, page: Page,
                                                                           chromium: Browser, shots: object) -> None:
+    served = fresh_served
     admin = f"admin-{uuid.uuid4().hex[:6]}"
     page.goto(served.setup_link())
     page.get_by_label("Username").fill(admin)

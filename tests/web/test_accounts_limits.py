@@ -168,3 +168,17 @@ def test_ember_serve_believes_forwarded_headers_only_from_the_configured_proxies
     config = _config(object(), "127.0.0.1", 8080, Settings(trusted_proxies="10.1.2.3"))
     assert config.proxy_headers and config.forwarded_allow_ips == "10.1.2.3"
     assert Settings.from_env({"EMBER_TRUSTED_PROXIES": "*"}).trusted_proxies == "*"
+
+
+async def test_memory_forgets_finished_windows() -> None:
+    from ember.web.login_limits import PRUNE_AT
+
+    now = [0.0]
+    counter = MemoryCounter(clock=lambda: now[0])
+    for n in range(PRUNE_AT):
+        await counter.add_failure(f"account:old-{n}")
+    now[0] += WINDOW + 1  # all of those windows are over
+    for n in range(2):
+        await counter.add_failure(f"account:new-{n}")
+    assert len(counter._windows) <= 2
+    assert (await counter.failures("account:new-1"))[0] == 1

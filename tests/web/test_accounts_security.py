@@ -264,3 +264,18 @@ def test_logging_in_again_ends_the_browsers_previous_session(ui: RunningWeb, acc
                 old = client.cookies[SESSION_COOKIE]
         assert client.get("/ui/api/me").json()["name"] == second
     assert httpx.get(ui.url + "/ui/api/me", cookies={SESSION_COOKIE: old}).status_code == 401
+
+
+def test_a_non_ascii_csrf_token_is_refused_not_a_server_error(browser_for: Callable[[str], Browser],
+                                                               accounts: Accounts, ui: RunningWeb) -> None:
+    admin = browser_for("admin")
+    response = admin.send("PUT", "/ui/api/admin/settings", json={"signup": "open"},
+                          headers={CSRF_HEADER: "caf\xe9".encode("latin-1")})  # type: ignore[dict-item]
+    assert response.status_code == 403 and "CSRF" in response.text
+    with httpx.Client(base_url=ui.url) as client:
+        assert log_in(client, accounts.user()).status_code == 303
+        for field in ("csrf_token", "other"):
+            assert client.post("/logout", data={field: "caf\xe9"}).status_code == 403
+        token = form_token(client, "/signup")
+        assert client.post("/signup", data={"form_token": token + "\xe9", "username": "x",
+                                            "password": PASSWORD, "confirm": PASSWORD}).status_code == 403

@@ -49,4 +49,6 @@ def sha256_hex(secret: str) -> str:
 
 
 def same_hash(a: str, b: str) -> bool:
-    return hmac.compare_digest(a.encode("ascii"), b.encode("ascii"))
+    # UTF-8, not ASCII: a client-sent value (a CSRF header or form field) may hold any character, and must
+    # compare unequal rather than raise.
+    return hmac.compare_digest(a.encode("utf-8", "surrogatepass"), b.encode("utf-8", "surrogatepass"))

@@ -12,6 +12,7 @@ and the prompt count is unknown (0).
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections import deque
@@ -66,11 +67,25 @@ class UsageTracker:
         return Usage(prompt_tokens=int(prompt or 0), completion_tokens=int(completion or 0),
                      done_reason=reason.decode() if reason else None)
 
-
     def error_text(self) -> str | None:
         """The start of an error answer, for the audit row (engine errors are short JSON objects)."""
         text = b"".join(self._tail)[:500].decode("utf-8", "replace").strip()
         return text or None
+
+
+    def stream_error(self) -> str | None:
+        """The error a 200 stream ended with (Ollama streams, e.g. a failed pull, end with ``{"error": ...}``)."""
+        lines = [line for line in b"".join(self._tail).splitlines() if line.strip()]
+        if not lines or b'"error"' not in lines[-1]:
+            return None
+        try:
+            last = json.loads(lines[-1].removeprefix(b"data:"))
+        except ValueError:
+            return None
+        error = last.get("error") if isinstance(last, dict) else None
+        if isinstance(error, dict):
+            error = error.get("message")
+        return str(error)[:500] if error else None
 
 
 def _last(pattern: re.Pattern[bytes], data: bytes) -> bytes | None:

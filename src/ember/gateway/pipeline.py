@@ -189,6 +189,8 @@ class Pipeline:
                 exchange.usage = tracker.usage()
                 if exchange.status >= 400 and exchange.error is None:
                     exchange.error = tracker.error_text()
+                elif exchange.error is None:  # a 200 stream can still end in an error (a failed pull)
+                    exchange.error = tracker.stream_error()
                 await self.finish(exchange)
 
     # --- finishing ------------------------------------------------------------------------------------

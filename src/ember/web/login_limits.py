@@ -32,6 +32,7 @@ ACCOUNT_FAILURES = 5  # wrong passwords for one account per window
 ADDRESS_FAILURES = 20  # wrong passwords from one client address per window (several accounts behind one NAT)
 WINDOW = 15 * 60.0  # seconds
 RETRY_REDIS_AFTER = 5.0
+PRUNE_AT = 10_000  # in-process windows kept before finished ones are swept
 
 
 class FailureCounter(Protocol):
@@ -50,6 +51,7 @@ class FailureCounter(Protocol):
 class MemoryCounter:
     clock: Callable[[], float] = time.monotonic
     _windows: dict[str, tuple[int, float]] = field(default_factory=dict)  # key -> (failures, window end)
+    _prune_at: int = PRUNE_AT
 
     async def failures(self, key: str) -> tuple[int, float]:
         return self.failures_now(key)
@@ -66,8 +68,10 @@ class MemoryCounter:
         count, left = self.failures_now(key)
         now = self.clock()
         self._windows[key] = (count + 1, now + left if count else now + WINDOW)
-        if len(self._windows) > 10_000:  # forget finished windows so a scan of many names cannot grow memory
+        if len(self._windows) > self._prune_at:  # forget finished windows: a spray of names cannot grow memory
             self._windows = {k: v for k, v in self._windows.items() if v[1] > now}
+            # Many live windows left: sweep again only once they have doubled, so adds stay cheap on average.
+            self._prune_at = max(PRUNE_AT, 2 * len(self._windows))
 
     async def clear(self, key: str) -> None:
         self._windows.pop(key, None)
