@@ -110,6 +110,23 @@ def _audit(page: Page, url: str, admin: LoggedIn) -> None:
     rows = page.locator("#audit tbody tr")
     expect(rows.filter(has_text="/api/pull")).to_have_count(len(pulls))
     assert set(rows.evaluate_all("rows => rows.map(r => r.dataset.status)")) == {status}
+    page.get_by_label("Status").fill("")
+    page.get_by_label("Route").fill("/api/pull")
+    page.get_by_role("button", name="Filter").click()
+    expect(page).to_have_url(re.compile("route=%2Fapi%2Fpull"))
+    expect(rows).to_have_count(len(pulls))
+    # One request a page: Older goes back in time, Newer returns.
+    page.get_by_label("Route").fill("")
+    page.get_by_label("Limit").fill("1")
+    page.get_by_role("button", name="Filter").click()
+    expect(rows).to_have_count(1)
+    expect(page.get_by_role("button", name="Newer")).to_be_disabled()
+    newest = rows.first.inner_text()
+    page.get_by_role("button", name="Older").click()
+    expect(page.locator("#count")).to_contain_text("(2–2)")
+    page.get_by_role("button", name="Newer").click()
+    expect(page.locator("#count")).to_contain_text("(1–1)")
+    expect(rows.first).to_have_text(newest)
 
 
 
