@@ -206,8 +206,10 @@ def test_audit_route_filter_time_range_and_pages(browser_for: Callable[[str], Br
     assert routes(page(route="/api/tags")) == ["/api/tags"] * 3
     assert routes(page(route="/api/show")) == ["/api/show"]
     assert routes(page(route="/api/nothing-here")) == []
-    pinned = datetime.now(UTC).isoformat()
+    pinned = page()["until"]  # the server's now, the end of the range it applied
+    assert isinstance(pinned, str) and datetime.fromisoformat(pinned) <= datetime.now(UTC)
     first, second = page(limit="3", until=pinned), page(limit="3", offset="3", until=pinned)
+    assert first["until"] == pinned
     assert routes(first) == ["/api/show", "/api/tags", "/api/tags"] and first["next_offset"] == 3
     assert routes(second) == ["/api/tags"] and second["next_offset"] is None
     # Traffic after the pinned instant stays off the pages already pinned to it.

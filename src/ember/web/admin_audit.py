@@ -38,19 +38,22 @@ async def audit_page(request: Request) -> Response:
 
 async def query(request: Request) -> Response:
     """GET ?user=&model=&status=&route=&since=&until=&limit=&offset=; since and until are times (ISO 8601) or
-    durations back from now (1h). next_offset is where the next (older) page starts, null on the last page."""
+    durations back from now (1h). next_offset is where the next (older) page starts, null on the last page;
+    until is the end of the range applied (now when not given), for the next pages to reuse."""
     await require_admin(request)
     params, database = request.query_params, web(request).database
     limit, offset = _limit(params.get("limit")), _offset(params.get("offset"))
+    # The server's clock ends the range, and the reply names it so a pager can pin it (a browser's clock may be off).
+    until = point_in_time(params.get("until"), "until") or utcnow()
     # One extra row tells whether an older page exists without a second count query.
     search = partial(query_audit, database, user=params.get("user") or None, model=params.get("model") or None,
                      status=_status(params.get("status")), route=params.get("route") or None,
-                     since=point_in_time(params.get("since")), until=point_in_time(params.get("until"), "until"),
+                     since=point_in_time(params.get("since")), until=until,
                      limit=limit + 1, offset=offset)
     events = await anyio.to_thread.run_sync(search)
     more = len(events) > limit
     return JSONResponse({"events": [event_json(e) for e in events[:limit]],
-                         "next_offset": offset + limit if more else None})
+                         "next_offset": offset + limit if more else None, "until": until.isoformat()})
 
 
 def _status(value: str | None) -> int | None:

@@ -1,5 +1,5 @@
 // Admin: the audit log, newest first, in pages. The filters live in the page's query string so a view can be
-// shared. Paging pins "until" to the moment the filter ran, so requests arriving meanwhile do not shift pages.
+// shared. Paging pins "until" to the server's time when the filter ran, so newer requests do not shift pages.
 "use strict";
 (() => {
   const { request, showError, el } = ember;
@@ -42,14 +42,13 @@
     const params = query();
     pageSize = Number(params.get("limit") || 100);
     history.replaceState(null, "", params.toString() ? `?${params}` : location.pathname);
-    if (offset > 0) {
-      params.set("offset", String(offset));
-      if (!params.has("until")) params.set("until", pinnedUntil);
-    }
+    if (offset > 0) params.set("offset", String(offset));
+    if (!params.has("until") && pinnedUntil) params.set("until", pinnedUntil);
     try {
       const data = await request("GET", `/ui/api/admin/audit?${params}`);
       body.replaceChildren(...data.events.map(row));
       nextOffset = data.next_offset;
+      pinnedUntil = pinnedUntil || data.until;
       const n = data.events.length;
       const first = n ? `${offset + 1}–${offset + n}` : "none";
       count.textContent = `${n} request${n === 1 ? "" : "s"} (${first}), newest first.`;
@@ -60,7 +59,7 @@
 
   function fromTheTop() {
     offset = 0;
-    pinnedUntil = new Date().toISOString();
+    pinnedUntil = null;  // the server's "now" on this first page becomes the pin
     load();
   }
 
