@@ -50,3 +50,21 @@ def test_tail_stays_bounded() -> None:
         tracker.feed(b"x" * 1000)
     tracker.feed(b'{"prompt_eval_count":1,"eval_count":2}\n')
     assert tracker._size < TAIL_BYTES + 2000 and tracker.usage().total == 3
+
+
+def test_stream_error_is_the_final_error_line_only() -> None:
+    def tracked(*lines: bytes, sse: bool = False) -> UsageTracker:
+        tracker = UsageTracker(sse=sse)
+        for line in lines:
+            tracker.feed(line)
+        return tracker
+
+    progress = b'{"status":"pulling manifest"}\n'
+    assert tracked(progress, b'{"error": "pull model manifest: no such host"}\n').stream_error() == (
+        "pull model manifest: no such host")
+    assert tracked(progress, b'{"status":"success"}\n').stream_error() is None
+    # A model that writes the word error, or an error mid-stream that the answer recovered from, is no failure.
+    assert tracked(b'{"response":"{\\"error\\": 1}","done":false}\n', b'{"done":true}\n').stream_error() is None
+    assert tracked(b'{"error": "x"}\n', b'{"status":"success"}\n').stream_error() is None
+    assert tracked(b'{"error": "cut off', sse=False).stream_error() is None  # not JSON: status decides
+    assert tracked(b'data: {"error": {"message": "x"}}\n\n', sse=True).stream_error() is None

@@ -224,6 +224,18 @@ def test_audit_route_filter_time_range_and_pages(browser_for: Callable[[str], Br
     assert "until" in admin.get("/ui/api/admin/audit", params={"until": "tomorrow"}).json()["error"]
 
 
+def test_a_pull_that_fails_inside_its_stream_is_audited_as_failed(admin: Browser, ui: RunningWeb) -> None:
+    # The engine answers a pull with 200 and reports a registry it cannot reach in a final {"error"} line.
+    name = f"library-ember-test/{_name('not-here')}:1b"
+    pulled = admin.post("/api/pull", json={"model": name}, timeout=120)
+    assert pulled.status_code == 200
+    assert "error" in pulled.text.strip().splitlines()[-1]
+    ui.flush_audit()
+    answer = admin.get("/ui/api/admin/audit", params={"user": admin.user_name, "route": "/api/pull"})
+    (event,) = [e for e in answer.json()["events"] if e["model"] == name]
+    assert event["status"] == 502 and event["error"], event
+
+
 def test_a_key_whose_name_has_a_slash_can_be_revoked(admin: Browser, accounts: Accounts) -> None:
     name = f"team/{_name('ci')}"
     made = admin.post("/ui/api/admin/keys", json={"name": name, "user": accounts.user("user"), "scopes": ["chat"]})

@@ -12,6 +12,7 @@ and the prompt count is unknown (0).
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections import deque
@@ -66,6 +67,22 @@ class UsageTracker:
         return Usage(prompt_tokens=int(prompt or 0), completion_tokens=int(completion or 0),
                      done_reason=reason.decode() if reason else None)
 
+
+    def stream_error(self) -> str | None:
+        """The message of an NDJSON answer that began with 200 and ended in an ``{"error": ...}`` line, as an
+        Ollama pull of an unknown model does; None when it ended otherwise (the status alone would say 200)."""
+        if self.sse:
+            return None
+        lines = b"".join(self._tail).rstrip().rsplit(b"\n", 1)
+        last = lines[-1].strip()
+        if not last.startswith(b'{"error"'):  # cheap test first: most answers end with a done line
+            return None
+        try:
+            value = json.loads(last)
+        except ValueError:
+            return None
+        error = value.get("error") if isinstance(value, dict) else None
+        return str(error)[:500] if error else None
 
     def error_text(self) -> str | None:
         """The start of an error answer, for the audit row (engine errors are short JSON objects)."""

@@ -187,6 +187,8 @@ class Pipeline:
                 active.__exit__(None, None, None)
                 exchange.first_byte_at = tracker.first_byte_at if call.streams else None
                 exchange.usage = tracker.usage()
+                if exchange.status < 400 and (failure := tracker.stream_error()):
+                    exchange.status, exchange.error = UpstreamFailed.status, failure
                 if exchange.status >= 400 and exchange.error is None:
                     exchange.error = tracker.error_text()
                 await self.finish(exchange)
