@@ -42,6 +42,16 @@ def test_newest_first_with_filters_and_limit(db: Database) -> None:
     assert query_audit(db, user="nobody") == []
 
 
+def test_route_until_and_offset_select_a_page(db: Database) -> None:
+    record_audit_many(db, [event(m, route="/api/tags" if m % 2 else "/api/chat") for m in range(6)])
+    assert [e.request_id for e in query_audit(db, route="/api/tags")] == ["req-5", "req-3", "req-1"]
+    # until is exclusive, so pages pinned to one instant never repeat or skip the event at the boundary
+    assert [e.request_id for e in query_audit(db, until=T0 + timedelta(minutes=2))] == ["req-1", "req-0"]
+    pages = [[e.request_id for e in query_audit(db, limit=4, offset=o)] for o in (0, 4, 8)]
+    assert pages == [["req-5", "req-4", "req-3", "req-2"], ["req-1", "req-0"], []]
+    assert [e.request_id for e in query_audit(db, route="/api/chat", limit=1, offset=1)] == ["req-2"]
+
+
 def test_times_come_back_aware_utc_whatever_zone_went_in(db: Database) -> None:
     east = datetime(2026, 1, 1, 15, 0, tzinfo=timezone(timedelta(hours=3)))
     record_audit(db, event(0, time=east))

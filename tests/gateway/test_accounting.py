@@ -63,3 +63,20 @@ def test_a_stream_that_ends_in_an_error_says_which() -> None:
     openai = UsageTracker(sse=True)
     openai.feed(b'data: {"error":{"message":"engine node failed"}}\n\n')
     assert openai.stream_error() == "engine node failed"
+
+
+def test_stream_error_is_the_final_error_line_only() -> None:
+    def tracked(*lines: bytes, sse: bool = False) -> UsageTracker:
+        tracker = UsageTracker(sse=sse)
+        for line in lines:
+            tracker.feed(line)
+        return tracker
+
+    progress = b'{"status":"pulling manifest"}\n'
+    assert tracked(progress, b'{"error": "pull model manifest: no such host"}\n').stream_error() == (
+        "pull model manifest: no such host")
+    assert tracked(progress, b'{"status":"success"}\n').stream_error() is None
+    # A model that writes the word error, or an error mid-stream that the answer recovered from, is no failure.
+    assert tracked(b'{"response":"{\\"error\\": 1}","done":false}\n', b'{"done":true}\n').stream_error() is None
+    assert tracked(b'{"error": "x"}\n', b'{"status":"success"}\n').stream_error() is None
+    assert tracked(b'{"error": "cut off', sse=False).stream_error() is None  # not JSON: status decides

@@ -91,7 +91,7 @@ def _keys(page: Page, url: str) -> None:
     expect(page.locator("#created-secret")).to_be_hidden()  # shown once, never again
 
 
-def _audit(page: Page, url: str, admin: LoggedIn) -> None:
+def _audit(page: Page, url: str, admin: LoggedIn, shots: Path) -> None:
     # The audit log is written in batches: wait until the failed pull is in it.
     deadline = time.monotonic() + 30
     while True:
@@ -110,6 +110,31 @@ def _audit(page: Page, url: str, admin: LoggedIn) -> None:
     rows = page.locator("#audit tbody tr")
     expect(rows.filter(has_text="/api/pull")).to_have_count(len(pulls))
     assert set(rows.evaluate_all("rows => rows.map(r => r.dataset.status)")) == {status}
+    page.get_by_label("Status").fill("")
+    page.get_by_label("Route").fill("/api/pull")
+    page.get_by_role("button", name="Filter").click()
+    expect(page).to_have_url(re.compile("route=%2Fapi%2Fpull"))
+    expect(rows).to_have_count(len(pulls))
+    # One request a page: Older goes back in time, Newer returns. The range ends at the pull: the requests that
+    # started before it (the pages visited since) have long finished and are written.
+    page.get_by_label("Route").fill("")
+    page.get_by_label("Until").fill(str(pulls[-1]["time"]))
+    page.get_by_label("Limit").fill("1")
+    page.get_by_role("button", name="Filter").click()
+    expect(rows.first).not_to_contain_text("/api/pull")  # the new page (until is exclusive), not the last view
+    expect(rows).to_have_count(1)
+    expect(page.get_by_role("button", name="Newer")).to_be_disabled()
+    newest = rows.first.text_content() or ""
+    page.get_by_role("button", name="Older").click()
+    expect(page.locator("#count")).to_contain_text("(2–2)")
+    page.get_by_role("button", name="Newer").click()
+    expect(page.locator("#count")).to_contain_text("(1–1)")
+    expect(rows.first).to_have_text(newest)
+    page.get_by_label("Until").fill("")
+    page.get_by_label("Limit").fill("5")
+    page.get_by_role("button", name="Filter").click()
+    expect(page.get_by_role("button", name="Older")).to_be_enabled()
+    page.screenshot(path=str(shots / "admin-audit.png"), full_page=True)
 
 
 
@@ -129,7 +154,7 @@ def test_admin_pages(served: EmberServe, page: Page, shots: Path) -> None:
     _models(page, served, admin, shots)
     _policies(page, served.url)
     _keys(page, served.url)
-    _audit(page, served.url, admin)
+    _audit(page, served.url, admin, shots)
     _users(served)
     page.goto(served.url + "/admin/users")
     expect(page.locator(f'tr[data-user="{admin.name}"]')).to_be_visible()

@@ -184,6 +184,58 @@ def test_audit_filters_return_the_matching_requests(browser_for: Callable[[str],
         assert refused.status_code == 400 and refused.json()["error"], params
 
 
+def test_audit_route_filter_time_range_and_pages(browser_for: Callable[[str], Browser], ui: RunningWeb) -> None:
+    admin = browser_for("admin")
+    for _ in range(3):
+        assert admin.get("/api/tags").status_code == 200
+    assert admin.post("/api/show", json={"model": MODEL}).status_code == 200
+    ui.flush_audit()
+    mine = {"user": admin.user_name}
+
+    def page(**params: str) -> dict[str, object]:
+        answer = admin.get("/ui/api/admin/audit", params={**mine, **params})
+        assert answer.status_code == 200, answer.text
+        found: dict[str, object] = answer.json()
+        return found
+
+    def routes(found: dict[str, object]) -> list[object]:
+        events = found["events"]
+        assert isinstance(events, list)
+        return [e["route"] for e in events]
+
+    assert routes(page(route="/api/tags")) == ["/api/tags"] * 3
+    assert routes(page(route="/api/show")) == ["/api/show"]
+    assert routes(page(route="/api/nothing-here")) == []
+    pinned = page()["until"]  # the server's now, the end of the range it applied
+    assert isinstance(pinned, str) and datetime.fromisoformat(pinned) <= datetime.now(UTC)
+    first, second = page(limit="3", until=pinned), page(limit="3", offset="3", until=pinned)
+    assert first["until"] == pinned
+    assert routes(first) == ["/api/show", "/api/tags", "/api/tags"] and first["next_offset"] == 3
+    assert routes(second) == ["/api/tags"] and second["next_offset"] is None
+    # Traffic after the pinned instant stays off the pages already pinned to it.
+    assert admin.get("/api/tags").status_code == 200
+    ui.flush_audit()
+    assert routes(page(limit="3", offset="3", until=pinned)) == ["/api/tags"]
+    assert len(routes(page(limit="10"))) == 5
+    assert page(until="1h")["events"] == []  # everything above happened within the last hour
+    for params in ({"offset": "-1"}, {"offset": "x"}, {"until": "tomorrow"}):
+        refused = admin.get("/ui/api/admin/audit", params=params)
+        assert refused.status_code == 400 and refused.json()["error"], params
+    assert "until" in admin.get("/ui/api/admin/audit", params={"until": "tomorrow"}).json()["error"]
+
+
+def test_a_pull_that_fails_inside_its_stream_is_audited_as_failed(admin: Browser, ui: RunningWeb) -> None:
+    # The engine answers a pull with 200 and reports a registry it cannot reach in a final {"error"} line.
+    name = f"library-ember-test/{_name('not-here')}:1b"
+    pulled = admin.post("/api/pull", json={"model": name}, timeout=120)
+    assert pulled.status_code == 200
+    assert "error" in pulled.text.strip().splitlines()[-1]
+    ui.flush_audit()
+    answer = admin.get("/ui/api/admin/audit", params={"user": admin.user_name, "route": "/api/pull"})
+    (event,) = [e for e in answer.json()["events"] if e["model"] == name]
+    assert event["status"] == 502 and event["error"], event
+
+
 def test_a_key_whose_name_has_a_slash_can_be_revoked(admin: Browser, accounts: Accounts) -> None:
     name = f"team/{_name('ci')}"
     made = admin.post("/ui/api/admin/keys", json={"name": name, "user": accounts.user("user"), "scopes": ["chat"]})

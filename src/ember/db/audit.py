@@ -54,9 +54,12 @@ def record_audit_many(db: Database, events: Sequence[AuditEvent]) -> None:
 
 
 def query_audit(db: Database, *, user: str | None = None, model: str | None = None, since: datetime | None = None,
-                limit: int = 100, key: str | None = None, status: int | None = None) -> list[AuditEvent]:
-    """Matching events, newest first."""
-    query = select(AuditRow).order_by(AuditRow.time.desc(), AuditRow.id.desc()).limit(max(0, limit))
+                limit: int = 100, key: str | None = None, status: int | None = None, route: str | None = None,
+                until: datetime | None = None, offset: int = 0) -> list[AuditEvent]:
+    """Matching events, newest first; ``since`` is inclusive, ``until`` exclusive; ``offset`` skips that many
+    (a pager pins ``until`` to its first page's time so new traffic does not shift later pages)."""
+    query = (select(AuditRow).order_by(AuditRow.time.desc(), AuditRow.id.desc())
+             .limit(max(0, limit)).offset(max(0, offset)))
     if user is not None:
         query = query.where(AuditRow.user_name == user)
     if model is not None:
@@ -67,6 +70,10 @@ def query_audit(db: Database, *, user: str | None = None, model: str | None = No
         query = query.where(AuditRow.key_name == key)
     if status is not None:
         query = query.where(AuditRow.status == status)
+    if route is not None:
+        query = query.where(AuditRow.route == route)
+    if until is not None:
+        query = query.where(AuditRow.time < until)
     with db.reading() as session:
         return [AuditEvent(**{name: getattr(row, name) for name in _FIELDS}) for row in session.scalars(query)]
 

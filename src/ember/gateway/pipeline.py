@@ -187,10 +187,10 @@ class Pipeline:
                 active.__exit__(None, None, None)
                 exchange.first_byte_at = tracker.first_byte_at if call.streams else None
                 exchange.usage = tracker.usage()
+                if exchange.status < 400 and (failure := tracker.stream_error()):
+                    exchange.status, exchange.error = UpstreamFailed.status, failure
                 if exchange.status >= 400 and exchange.error is None:
                     exchange.error = tracker.error_text()
-                elif exchange.error is None:  # a 200 stream can still end in an error (a failed pull)
-                    exchange.error = tracker.stream_error()
                 await self.finish(exchange)
 
     # --- finishing ------------------------------------------------------------------------------------
