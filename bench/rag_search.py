@@ -1,7 +1,7 @@
 """What brute-force retrieval costs: loading a user's chunk vectors from the database and scoring them by
 cosine with numpy, the way ember.web.documents.retrieve does for every question (no vector index).
 
-    python bench/rag_scoring.py [--dims 576] [--sizes 1000,10000,50000] [--repeat 20] [--out bench/results]
+    python bench/rag_search.py [--dims 576] [--sizes 1000,10000,50000] [--repeat 20] [--out bench/results]
 
 576 is the width of smollm2:135m's vectors (the bundled model, the default embedding model). For each size the
 run stores that many chunks (random unit vectors as float32 bytes, spread over documents of 200 chunks) in a
@@ -12,7 +12,7 @@ fresh SQLite database under a temporary directory, then measures, each as the me
 - ``score``: ``retrieve.top_matches`` on what was loaded (join the blobs, cosine, top 4);
 - ``numpy only``: the cosine and top 4 on a matrix already in memory (the floor a cache would reach).
 
-Writes bench/results/rag-scoring-<date>.json and .md.
+Writes bench/results/rag-search-<date>.json and .md.
 """
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ def main() -> None:
     meta = {"date": stamp, "repeat": args.repeat, "cpus": os.cpu_count(), "load_1min": round(os.getloadavg()[0], 2),
             "python": platform.python_version(), "numpy": np.__version__, "database": "SQLite (file, WAL)"}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"rag-scoring-{stamp}.json").write_text(json.dumps({"meta": meta, "results": results},
+    (args.out / f"rag-search-{stamp}.json").write_text(json.dumps({"meta": meta, "results": results},
                                                                    indent=2) + "\n")
     lines = [f"# Brute-force retrieval ({stamp}, {args.dims} dims, median of {args.repeat}, {meta['cpus']} CPUs, "
              f"1-min load {meta['load_1min']})", "",
@@ -121,7 +121,7 @@ def main() -> None:
     lines += [f"| {r['chunks']:,} | {r['load']['median_ms']:.1f} ms | {r['score']['median_ms']:.1f} ms | "
               f"{r['numpy only']['median_ms']:.2f} ms |" for r in results]
     text = "\n".join(lines) + "\n"
-    (args.out / f"rag-scoring-{stamp}.md").write_text(text)
+    (args.out / f"rag-search-{stamp}.md").write_text(text)
     print(text)
 
 
