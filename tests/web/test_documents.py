@@ -116,7 +116,7 @@ def test_an_answer_cites_the_passage_with_the_fact(browser_for: BrowserFor) -> N
              for c in citations]
     assert any("Ingrid Solberg" in text for text in cited), cited
     assert all(c["snippet"][:40] in " ".join(t.split()) for c, t in zip(citations, cited, strict=True))
-    done = wait_status(browser, chat["id"], turn["assistant"]["id"])
+    done = wait_status(browser, chat["id"], turn["assistant"]["id"], within=300)  # ~1k prompt tokens on 2 cores
     assert done["status"] == "done" and done["citations"] == citations
 
 
@@ -132,7 +132,7 @@ def test_sending_while_a_document_indexes_is_409(browser_for: BrowserFor, web_db
     assert refused.status_code == 409 and "slow.pdf" in refused.json()["error"], refused.text
     assert browser.get(f"/ui/api/chats/{chat['id']}").json()["messages"] == []
     mark_failed(web_db, pending.id, "test")  # a failed document is skipped, not waited for
-    assert send(browser, chat["id"], "Summarize it")["assistant"]["citations"] is None
+    assert not send(browser, chat["id"], "Summarize it")["assistant"]["citations"]
 
 
 def test_a_fresh_upload_blocks_the_chat_until_it_is_ready(browser_for: BrowserFor) -> None:
