@@ -104,10 +104,10 @@ class StandIn:
 @pytest.fixture
 def retriever(ui: RunningWeb) -> Iterator[StandIn]:
     web_ui: WebUI = ui.app.state.web
-    stand_in = StandIn()
+    stand_in, wired = StandIn(), web_ui.retriever
     web_ui.retriever, web_ui.model_titles = stand_in, False
     yield stand_in
-    web_ui.retriever, web_ui.model_titles = None, True
+    web_ui.retriever, web_ui.model_titles = wired, True
 
 
 def test_named_documents_are_retrieved_and_cited(browser_for: Callable[[str], Browser], retriever: StandIn) -> None:

@@ -24,7 +24,7 @@ from ember.gateway.services import Gateway
 from ember.web.documents.embed import embed_texts
 
 log = logging.getLogger(__name__)
-BATCH = 16  # passages per /api/embed request: progress moves often, requests stay small
+BATCH = 8  # passages per /api/embed request: progress moves often, requests stay small
 STALE_AFTER = timedelta(minutes=30)  # an upload still indexing this long after a restart lost its indexer
 
 

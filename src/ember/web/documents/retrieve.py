@@ -82,12 +82,16 @@ def top_matches(question: np.ndarray, vectors: repo.StoredVectors, k: int) -> li
         return []
     matrix = np.frombuffer(b"".join(vectors.blobs[i] for i in usable), dtype="<f4").reshape(len(usable), -1)
     scores = cosine_scores(question, matrix)
-    best = np.argsort(-scores, kind="stable")[:k]
+    if len(scores) > k:  # only the best k need sorting
+        best = np.argpartition(-scores, k)[:k]
+        best = best[np.argsort(-scores[best], kind="stable")]
+    else:
+        best = np.argsort(-scores, kind="stable")
     return [(vectors.keys[usable[i]], float(scores[i])) for i in best]
 
 
 def cosine_scores(question: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(matrix, axis=1) * float(np.linalg.norm(question))
+    norms = np.sqrt(np.einsum("ij,ij->i", matrix, matrix)) * float(np.linalg.norm(question))
     scores: np.ndarray = (matrix @ question.astype(np.float32)) / np.maximum(norms, 1e-12)
     return scores
 

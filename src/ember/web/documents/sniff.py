@@ -1,7 +1,8 @@
 """What an upload is, judged by its bytes and never by its name: PDF, HTML, Markdown or plain text.
 
-PDFs start with ``%PDF-`` (readers allow a little junk before it, so the first KiB is searched). HTML is
-text whose start (after a BOM, whitespace and comments) is a doctype or one of the usual top-level tags.
+PDFs start with ``%PDF-``. Readers allow a little junk before it, so the first KiB is searched, but a magic
+found after the start only counts in a file that is not UTF-8 text: a note that mentions "%PDF-1.7" is text.
+HTML is text whose start (after a BOM, whitespace and comments) is a doctype or one of the usual top-level tags.
 Everything else must be valid UTF-8 text without NUL bytes; its name only decides between Markdown and plain
 text, which are treated alike. Anything else (images, archives, office files, UTF-16...) is refused (415).
 """
@@ -22,9 +23,9 @@ _CONTROL = set(range(0, 9)) | {11, 12} | set(range(14, 32))
 
 def sniff(data: bytes, name: str) -> str:
     """The media type of ``data``; UnsupportedMediaType when it is none of the accepted ones."""
-    if PDF_MAGIC in data[:1024]:
-        return PDF
     text = data.removeprefix(b"\xef\xbb\xbf")
+    if text.lstrip().startswith(PDF_MAGIC) or (PDF_MAGIC in data[:1024] and not _is_text(text)):
+        return PDF
     if _HTML_START.match(text[:4096]):
         return HTML
     if not _is_text(text):
