@@ -70,7 +70,7 @@ def test_bad_chat_input_is_refused_clearly(browser_for: BrowserFor) -> None:
     empty = browser.post(f"/ui/api/chats/{chat['id']}/messages", json={"content": "  "})
     assert empty.status_code == 400 and "content" in empty.json()["error"]
     named = browser.post(f"/ui/api/chats/{chat['id']}/messages", json={"content": "x", "document_ids": ["d"]})
-    assert named.status_code == 400 and "documents are not available" in named.json()["error"]
+    assert named.status_code == 404 and "document" in named.json()["error"]  # no such document
     assert stored(browser, chat["id"])["messages"] == []  # nothing stored for a refused turn
     unknown = browser.send("PATCH", f"/ui/api/chats/{chat['id']}", json={"colour": "red"})
     assert unknown.status_code == 400
