@@ -88,6 +88,13 @@ class Settings:
                             "(as Ollama does); false: stop with done_reason \"length\". A request turns it off "
                             "with \"shift\": false or \"truncate\": false."),
     )
+    shared_prefix: bool = field(
+        default=True,
+        metadata=_meta("EMBER_SHARED_PREFIX",
+                       help="A prompt that starts like one another slot of the model has cached (or is reading) "
+                            "copies those KV cells instead of evaluating them again: one prefill for a shared "
+                            "system prompt. Reported in prompt_cache_count."),
+    )
     kv_cache_type: str = field(
         default="f16",
         metadata=_meta("EMBER_KV_CACHE_TYPE", "OLLAMA_KV_CACHE_TYPE", help="KV cache type: f16, q8_0 or q4_0."),
@@ -378,8 +385,8 @@ _INT_FIELDS = {"max_loaded_models", "num_parallel", "max_queue", "context_length
 _DURATION_FIELDS = {"keep_alive", "load_timeout", "request_timeout", "stall_timeout", "audit_retention",
                     "body_timeout", "audit_body_retention", "redis_timeout", "max_keep_alive", "session_ttl"}
 _LIMIT_FIELDS = {"limits_admin", "limits_user", "limits_anonymous"}
-_BOOL_FIELDS = {"noprune", "context_shift", "allow_open_engine", "anonymous", "audit_bodies", "metrics_public",
-               "cookie_secure"}
+_BOOL_FIELDS = {"noprune", "context_shift", "shared_prefix", "allow_open_engine", "anonymous", "audit_bodies",
+                "metrics_public", "cookie_secure"}
 _SIZE_FIELDS = {"doctor_memory_limit"}
 
 

@@ -24,6 +24,7 @@ class ScriptedBackend:
         self.dropped: list[tuple[int, int]] = []
         self.scripts: dict[int, list[int]] = {}
         self.shifts: list[tuple[int, int, int]] = []
+        self.copies: list[tuple[int, int, int]] = []
 
     def new_sampler(self, opts: dict[str, Any]) -> Any:
         return list(opts["script"])
@@ -54,6 +55,9 @@ class ScriptedBackend:
     def shift(self, seq: int, keep: int, discard: int) -> bool:
         self.shifts.append((seq, keep, discard))
         return True
+
+    def copy_prefix(self, src: int, dst: int, length: int) -> None:
+        self.copies.append((src, dst, length))
 
     def decode(self, entries: list[tuple[int, int, int, bool]]) -> None:
         self.decoded.append(list(entries))

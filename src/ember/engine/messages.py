@@ -29,6 +29,7 @@ class RunnerSpec:
     num_gpu: int = 0
     kv_cache_type: str = "f16"
     flash_attention: bool | None = None
+    shared_prefix: bool = True
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
