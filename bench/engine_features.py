@@ -1,0 +1,138 @@
+"""Engine features on the bundled model, measured in-process (the runner's Batcher on a real llama.cpp context).
+
+(a) shared prefix: 8 users send a ~1k-token system prompt plus a short question at once; time until all 8 have
+    their first token, and until all 8 are done, with EMBER_SHARED_PREFIX on and off (runs alternate, so a slow
+    spell of a shared machine hits both alike).
+
+No llama-server side by side: none is built on this machine (bench/build_llama_server.sh takes long on 2 cores).
+Machine load (``uptime``) is recorded with the results, since other work shares the CPUs.
+
+    python bench/engine_features.py --out bench/results
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ember.engine.batcher import Batcher
+from ember.engine.llama import Context, ContextSpec, Model
+from ember.engine.messages import Done, Generate, RequestEvent, Token
+from ember.engine.runner_main import LlamaBackend
+from ember.store.bundled import bundled_gguf_path
+
+USERS = 8
+WORDS = ["weather", "ocean", "library", "garden", "river", "mountain", "market", "school", "station", "bridge"]
+SYSTEM = " ".join(f"Rule {i}: be polite, brief and truthful, and mention the {w} when it helps the user."
+                  for i, w in enumerate(WORDS * 5))
+QUESTIONS = ["What is 2+2?", "Name a color.", "Say hello.", "What is the sun?", "Name a fruit.",
+             "Count to three.", "What is rain?", "Name an animal."]
+
+
+def chat(question: str) -> str:
+    return (f"<|im_start|>system\n{SYSTEM}<|im_end|>\n<|im_start|>user\n{question}<|im_end|>\n"
+            "<|im_start|>assistant\n")
+
+
+def shared_prefix_run(model: Model, share: bool, threads: int, num_predict: int) -> dict[str, Any]:
+    spec = ContextSpec(n_ctx_per_seq=2048, n_seq=USERS, n_batch=512, n_thread=threads)
+    ctx = Context(model, spec)
+    first: dict[int, float] = {}
+    done: dict[int, Done] = {}
+
+    def emit(event: RequestEvent) -> None:
+        if isinstance(event, Token):
+            first.setdefault(event.rid, time.perf_counter())
+        elif isinstance(event, Done):
+            first.setdefault(event.rid, time.perf_counter())
+            done[event.rid] = event
+
+    batcher = Batcher(LlamaBackend(model, ctx, spec), USERS, emit, share_prefix=share)
+    prompts = [Generate(i, model.tokenize(chat(q)), {"temperature": 0}, num_predict=num_predict)
+               for i, q in enumerate(QUESTIONS)]
+    try:
+        t0 = time.perf_counter()
+        for p in prompts:
+            batcher.submit(p)
+        while batcher.busy:
+            batcher.step()
+        total = time.perf_counter() - t0
+    finally:
+        ctx.close()
+    return {
+        "shared_prefix": share,
+        "prompt_tokens": len(prompts[0].tokens),
+        "all_first_token_s": max(first.values()) - t0,
+        "total_s": total,
+        "prompt_cache_counts": [done[i].prompt_cached for i in range(USERS)],
+        "eval_counts": [done[i].eval_count for i in range(USERS)],
+    }
+
+
+def uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--num-predict", type=int, default=32)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    model = Model(str(bundled_gguf_path()))
+    load_before = uptime()
+    runs = []
+    for _ in range(args.repeats):
+        for share in (True, False):
+            runs.append(shared_prefix_run(model, share, args.threads, args.num_predict))
+            print(json.dumps(runs[-1]), flush=True)
+    result = {"when": datetime.now(UTC).isoformat(timespec="seconds"), "uptime_before": load_before,
+              "uptime_after": uptime(), "threads": args.threads, "model": bundled_gguf_path().name,
+              "shared_prefix_runs": runs, "summary": summarize(runs)}
+    model.close()
+    print(json.dumps(result["summary"], indent=2))
+    if args.out:
+        stem = args.out / f"engine-features-{datetime.now(UTC).date()}"
+        stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+        stem.with_suffix(".md").write_text(markdown(result))
+
+
+def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for share in (True, False):
+        mine = [r for r in runs if r["shared_prefix"] is share]
+        key = "on" if share else "off"
+        out[key] = {"all_first_token_s_median": statistics.median(r["all_first_token_s"] for r in mine),
+                    "total_s_median": statistics.median(r["total_s"] for r in mine)}
+    return out
+
+
+def markdown(result: dict[str, Any]) -> str:
+    s = result["summary"]
+    lines = [
+        f"# Engine features ({result['when']})", "",
+        f"Model {result['model']}, {result['threads']} threads, in-process batcher.",
+        f"Machine load before: `{result['uptime_before']}`; after: `{result['uptime_after']}` "
+        "(a shared 2-core machine: absolute times are inflated, compare on vs off).", "",
+        "## (a) 8 users sharing a system prompt of "
+        f"{result['shared_prefix_runs'][0]['prompt_tokens']} tokens (whole prompt)", "",
+        "| shared prefix | all 8 first tokens (s, median) | total (s, median) |", "|---|---|---|",
+        f"| on | {s['on']['all_first_token_s_median']:.2f} | {s['on']['total_s_median']:.2f} |",
+        f"| off | {s['off']['all_first_token_s_median']:.2f} | {s['off']['total_s_median']:.2f} |", "",
+        "prompt_cache_count per user, on: "
+        f"{next(r for r in result['shared_prefix_runs'] if r['shared_prefix'])['prompt_cache_counts']}", "",
+        "No llama-server column: no llama-server binary was built on this machine.", "",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
