@@ -95,6 +95,14 @@ class Settings:
                             "copies those KV cells instead of evaluating them again: one prefill for a shared "
                             "system prompt. Reported in prompt_cache_count."),
     )
+    prompt_lookup: int = field(
+        default=0,
+        metadata=_meta("EMBER_PROMPT_LOOKUP",
+                       help="Prompt-lookup decoding: up to this many tokens guessed per step from the prompt and "
+                            "earlier output (the latest repeat of the last 2-3 tokens), checked in the same decode; "
+                            "the output is unchanged, at any temperature. 0 = off (the default until a benchmark "
+                            "shows it never slower)."),
+    )
     kv_cache_type: str = field(
         default="f16",
         metadata=_meta("EMBER_KV_CACHE_TYPE", "OLLAMA_KV_CACHE_TYPE", help="KV cache type: f16, q8_0 or q4_0."),
@@ -380,7 +388,7 @@ def _truthy(raw: str) -> bool:
     return raw.strip().lower() in ("1", "true", "yes", "on")
 
 
-_INT_FIELDS = {"max_loaded_models", "num_parallel", "max_queue", "context_length", "max_predict", "num_thread",
+_INT_FIELDS = {"max_loaded_models", "num_parallel", "max_queue", "context_length", "max_predict", "num_thread", "prompt_lookup",
                "num_gpu", "num_batch", "max_body_bytes", "max_messages", "max_num_ctx"}
 _DURATION_FIELDS = {"keep_alive", "load_timeout", "request_timeout", "stall_timeout", "audit_retention",
                     "body_timeout", "audit_body_retention", "redis_timeout", "max_keep_alive", "session_ttl"}

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ember.engine.lookup import draft
 from ember.engine.messages import Done, Failed, FailureKind, Generate, RequestEvent, Token, TokenLogprob
 from ember.engine.prefix_share import plan_share
 from ember.engine.structured import Closing, ClosingBudget
@@ -77,9 +78,13 @@ class Slot:
 
 
 class Batcher:
-    def __init__(self, backend: Backend, n_slots: int, emit: Emit, *, share_prefix: bool = True) -> None:
+    def __init__(self, backend: Backend, n_slots: int, emit: Emit, *, share_prefix: bool = True,
+                 lookup: int = 0) -> None:
         self.backend = backend
         self.share_prefix = share_prefix
+        self.lookup = lookup  # prompt-lookup draft tokens per step; 0: off
+        self.drafted = 0
+        self.accepted = 0
         self.slots = [Slot(seq=i) for i in range(n_slots)]
         self.waiting: deque[Generate] = deque()
         self.emit = emit
@@ -212,11 +217,16 @@ class Batcher:
         entries: list[tuple[int, int, int, bool]] = []
         samplers: list[tuple[Slot, int]] = []
         feeding: list[tuple[Slot, list[int], bool]] = []
+        verifying: list[tuple[Slot, int, list[int]]] = []
+        decoding = sum(1 for s in self.slots if s.request is not None and s.next_token is not None)
+        spare = self.backend.n_batch - decoding  # what drafts may add to the batch
         for slot in self.slots:
             if slot.request is not None and slot.next_token is not None:
-                samplers.append((slot, len(entries)))
-                entries.append((slot.next_token, len(slot.cached), slot.seq, True))
-                feeding.append((slot, [slot.next_token], False))
+                fed = [slot.next_token, *self._draft(slot, spare)]
+                spare -= len(fed) - 1
+                verifying.append((slot, len(entries), fed))
+                for offset, token in enumerate(fed):
+                    entries.append((token, len(slot.cached) + offset, slot.seq, True))
         budget = self.backend.n_batch - len(entries)
         if entries:
             budget = min(budget, _PREFILL_CHUNK_WHILE_DECODING)
@@ -242,14 +252,53 @@ class Batcher:
                 slot.pending = slot.pending[len(tokens):]
             else:
                 slot.next_token = None
+        for slot, index, fed in verifying:
+            self._verify(slot, index, fed)
         for slot, index in samplers:
             if slot.request is not None:
-                token = self.backend.sample(slot.sampler, index)
-                top_n = slot.request.top_logprobs
-                if top_n is not None and not self.backend.is_eog(token):
-                    slot.logprobs.append(self.backend.logprob(index, token, top_n))
-                self._after_sample(slot, token)
+                self._sample_at(slot, index)
         self._assign()
+
+    def _sample_at(self, slot: Slot, index: int) -> int:
+        assert slot.request is not None
+        token = self.backend.sample(slot.sampler, index)
+        top_n = slot.request.top_logprobs
+        if top_n is not None and not self.backend.is_eog(token):
+            slot.logprobs.append(self.backend.logprob(index, token, top_n))
+        self._after_sample(slot, token)
+        return token
+
+    # -- prompt-lookup decoding -------------------------------------------------------------------------
+
+    def _draft(self, slot: Slot, spare: int) -> list[int]:
+        """Guessed tokens to feed after the sampled one; none near the context's end (no shift mid-draft)."""
+        request = slot.request
+        assert request is not None
+        room = min(self.lookup, spare, slot.limit - len(slot.cached) - 3, request.num_predict - slot.generated)
+        if room <= 0:
+            return []
+        guess = draft(request.tokens + slot.output, room)
+        self.drafted += len(guess)
+        return guess
+
+    def _verify(self, slot: Slot, index: int, fed: list[int]) -> None:
+        """Sample at each fed position in order, as plain decoding would, while the samples confirm the draft.
+
+        Each position's logits saw exactly the tokens plain decoding would have fed before it, and the sampler
+        sees the same calls in the same order, so the output (and its distribution) is unchanged. Cells of the
+        draft tokens that were not confirmed are removed from the cache.
+        """
+        kept = 0
+        for k, token in enumerate(fed):
+            slot.cached.append(token)
+            slot.next_token = None
+            kept += 1
+            sampled = self._sample_at(slot, index + k)
+            if k + 1 == len(fed) or slot.request is None or sampled != fed[k + 1]:
+                break
+            self.accepted += 1
+        if kept < len(fed):  # a draft leaves room for itself, so no context shift happened above
+            self.backend.drop(slot.seq, len(slot.cached))
 
     def _after_sample(self, slot: Slot, token: int) -> None:
         request = slot.request

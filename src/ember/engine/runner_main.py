@@ -111,7 +111,7 @@ class Runner:
         # Events of one step go to the parent in one message: one wake-up per step, not per token.
         self.pending: list[RequestEvent] = []
         self.batcher = Batcher(self.backend, self.ctx_spec.n_seq, emit=self.pending.append,
-                               share_prefix=spec.shared_prefix)
+                               share_prefix=spec.shared_prefix, lookup=spec.prompt_lookup)
         self.embed_ctx: Context | None = None
         self.last_sent = time.monotonic()
         # Messages that arrived while an embedding batch ran; they are handled, in order, once it ends.
