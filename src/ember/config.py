@@ -388,8 +388,8 @@ def _truthy(raw: str) -> bool:
     return raw.strip().lower() in ("1", "true", "yes", "on")
 
 
-_INT_FIELDS = {"max_loaded_models", "num_parallel", "max_queue", "context_length", "max_predict", "num_thread", "prompt_lookup",
-               "num_gpu", "num_batch", "max_body_bytes", "max_messages", "max_num_ctx"}
+_INT_FIELDS = {"max_loaded_models", "num_parallel", "max_queue", "context_length", "max_predict", "num_thread",
+               "prompt_lookup", "num_gpu", "num_batch", "max_body_bytes", "max_messages", "max_num_ctx"}
 _DURATION_FIELDS = {"keep_alive", "load_timeout", "request_timeout", "stall_timeout", "audit_retention",
                     "body_timeout", "audit_body_retention", "redis_timeout", "max_keep_alive", "session_ttl"}
 _LIMIT_FIELDS = {"limits_admin", "limits_user", "limits_anonymous"}
