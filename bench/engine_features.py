@@ -3,6 +3,8 @@
 (a) shared prefix: 8 users send a ~1k-token system prompt plus a short question at once; time until all 8 have
     their first token, and until all 8 are done, with EMBER_SHARED_PREFIX on and off (runs alternate, so a slow
     spell of a shared machine hits both alike).
+(b) prompt lookup: one stream, a copy-heavy prompt (repeat a passage), decode tokens/s with EMBER_PROMPT_LOOKUP
+    5 vs 0, and the share of drafted tokens accepted.
 
 No llama-server side by side: none is built on this machine (bench/build_llama_server.sh takes long on 2 cores).
 Machine load (``uptime``) is recorded with the results, since other work shares the CPUs.
@@ -76,6 +78,28 @@ def shared_prefix_run(model: Model, share: bool, threads: int, num_predict: int)
     }
 
 
+PASSAGE = " ".join(f"Item {i}: the {w} report is due on day {i + 3} and goes to the {w} office."
+                   for i, w in enumerate(WORDS))
+
+
+def lookup_run(model: Model, lookup: int, threads: int, num_predict: int) -> dict[str, Any]:
+    spec = ContextSpec(n_ctx_per_seq=2048, n_seq=1, n_batch=512, n_thread=threads)
+    ctx = Context(model, spec)
+    done: list[Done] = []
+    batcher = Batcher(LlamaBackend(model, ctx, spec), 1, lambda e: done.extend([e] if isinstance(e, Done) else []),
+                      lookup=lookup)
+    text = f"<|im_start|>user\nRepeat this text exactly:\n\n{PASSAGE}<|im_end|>\n<|im_start|>assistant\n"
+    try:
+        batcher.submit(Generate(1, model.tokenize(text), {"temperature": 0}, num_predict=num_predict))
+        while batcher.busy:
+            batcher.step()
+    finally:
+        ctx.close()
+    d = done[0]
+    return {"prompt_lookup": lookup, "eval_count": d.eval_count, "decode_tok_s": d.eval_count / d.eval_duration,
+            "drafted": batcher.drafted, "accepted": batcher.accepted, "tokens": d.tokens}
+
+
 def uptime() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
 
@@ -86,17 +110,23 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--num-predict", type=int, default=32)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--skip-shared", action="store_true")
     args = parser.parse_args()
     model = Model(str(bundled_gguf_path()))
     load_before = uptime()
     runs = []
+    lookups: list[dict[str, Any]] = []
     for _ in range(args.repeats):
-        for share in (True, False):
+        for share in (() if args.skip_shared else (True, False)):
             runs.append(shared_prefix_run(model, share, args.threads, args.num_predict))
             print(json.dumps(runs[-1]), flush=True)
+        for lookup in (5, 0):
+            lookups.append(lookup_run(model, lookup, args.threads, 160))
+            print(json.dumps({k: v for k, v in lookups[-1].items() if k != "tokens"}), flush=True)
+    assert len({tuple(r["tokens"]) for r in lookups}) == 1, "prompt lookup changed the output"
     result = {"when": datetime.now(UTC).isoformat(timespec="seconds"), "uptime_before": load_before,
-              "uptime_after": uptime(), "threads": args.threads, "model": bundled_gguf_path().name,
-              "shared_prefix_runs": runs, "summary": summarize(runs)}
+              "uptime_after": uptime(), "threads": args.threads, "model": str(bundled_gguf_path()),
+              "shared_prefix_runs": runs, "lookup_runs": lookups, "summary": summarize(runs, lookups)}
     model.close()
     print(json.dumps(result["summary"], indent=2))
     if args.out:
@@ -105,10 +135,17 @@ def main() -> None:
         stem.with_suffix(".md").write_text(markdown(result))
 
 
-def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
+def summarize(runs: list[dict[str, Any]], lookups: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    for lookup in (5, 0):
+        mine = [r for r in lookups if r["prompt_lookup"] == lookup]
+        out[f"lookup_{lookup}"] = {"decode_tok_s_median": statistics.median(r["decode_tok_s"] for r in mine),
+                                   "accepted": sum(r["accepted"] for r in mine),
+                                   "drafted": sum(r["drafted"] for r in mine)}
     for share in (True, False):
         mine = [r for r in runs if r["shared_prefix"] is share]
+        if not mine:
+            continue
         key = "on" if share else "off"
         out[key] = {"all_first_token_s_median": statistics.median(r["all_first_token_s"] for r in mine),
                     "total_s_median": statistics.median(r["total_s"] for r in mine)}
@@ -122,13 +159,22 @@ def markdown(result: dict[str, Any]) -> str:
         f"Model {result['model']}, {result['threads']} threads, in-process batcher.",
         f"Machine load before: `{result['uptime_before']}`; after: `{result['uptime_after']}` "
         "(a shared 2-core machine: absolute times are inflated, compare on vs off).", "",
-        "## (a) 8 users sharing a system prompt of "
-        f"{result['shared_prefix_runs'][0]['prompt_tokens']} tokens (whole prompt)", "",
-        "| shared prefix | all 8 first tokens (s, median) | total (s, median) |", "|---|---|---|",
-        f"| on | {s['on']['all_first_token_s_median']:.2f} | {s['on']['total_s_median']:.2f} |",
-        f"| off | {s['off']['all_first_token_s_median']:.2f} | {s['off']['total_s_median']:.2f} |", "",
-        "prompt_cache_count per user, on: "
-        f"{next(r for r in result['shared_prefix_runs'] if r['shared_prefix'])['prompt_cache_counts']}", "",
+    ]
+    if "on" in s:
+        on_run = next(r for r in result["shared_prefix_runs"] if r["shared_prefix"])
+        lines += [
+            f"## (a) 8 users sharing a system prompt ({on_run['prompt_tokens']} prompt tokens each)", "",
+            "| shared prefix | all 8 first tokens (s, median) | total (s, median) |", "|---|---|---|",
+            f"| on | {s['on']['all_first_token_s_median']:.2f} | {s['on']['total_s_median']:.2f} |",
+            f"| off | {s['off']['all_first_token_s_median']:.2f} | {s['off']['total_s_median']:.2f} |", "",
+            f"prompt_cache_count per user, on: {on_run['prompt_cache_counts']}", "",
+        ]
+    on, off = s["lookup_5"], s["lookup_0"]
+    lines += [
+        "## (b) one stream, copy-heavy prompt, up to 160 tokens at temperature 0 (identical output on and off)", "",
+        "| prompt lookup | decode tok/s (median) | drafted tokens accepted |", "|---|---|---|",
+        f"| 5 | {on['decode_tok_s_median']:.1f} | {on['accepted']}/{on['drafted']} |",
+        f"| 0 | {off['decode_tok_s_median']:.1f} | - |", "",
         "No llama-server column: no llama-server binary was built on this machine.", "",
     ]
     return "\n".join(lines)
