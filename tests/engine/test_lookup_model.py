@@ -70,4 +70,5 @@ def test_a_copying_answer_confirms_guesses_and_still_copies(model: Model) -> Non
     assert looked.tokens[:2] == plain.tokens[:2]
     text = b"".join(model.piece(t) for t in looked.tokens).decode()
     assert "closes at six" in text, text
-    print(f"copy prompt: {batcher.accepted}/{batcher.drafted} accepted; identical to plain: {looked.tokens == plain.tokens}")
+    same = looked.tokens == plain.tokens
+    print(f"copy prompt: {batcher.accepted}/{batcher.drafted} accepted; identical to plain: {same}")
