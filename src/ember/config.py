@@ -99,9 +99,10 @@ class Settings:
         default=0,
         metadata=_meta("EMBER_PROMPT_LOOKUP",
                        help="Prompt-lookup decoding: up to this many tokens guessed per step from the prompt and "
-                            "earlier output (the latest repeat of the last 2-3 tokens), checked in the same decode; "
-                            "the output is unchanged, at any temperature. 0 = off (the default until a benchmark "
-                            "shows it never slower)."),
+                            "earlier output (the latest repeat of the last 2-3 tokens), checked in the same decode "
+                            "by the request's own sampler, so the output distribution is unchanged at any temperature "
+                            "(llama.cpp's CPU kernels round a multi-token batch differently, so a greedy near-tie can "
+                            "still flip). 0 = off (the default until a benchmark shows it never slower)."),
     )
     kv_cache_type: str = field(
         default="f16",
