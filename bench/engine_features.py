@@ -123,10 +123,12 @@ def main() -> None:
         for lookup in (5, 0):
             lookups.append(lookup_run(model, lookup, args.threads, 160))
             print(json.dumps({k: v for k, v in lookups[-1].items() if k != "tokens"}), flush=True)
-    assert len({tuple(r["tokens"]) for r in lookups}) == 1, "prompt lookup changed the output"
+    # Not asserted: llama.cpp's CPU kernels round a multi-token batch differently, so a greedy near-tie can flip.
+    identical = len({tuple(r["tokens"]) for r in lookups}) == 1
     result = {"when": datetime.now(UTC).isoformat(timespec="seconds"), "uptime_before": load_before,
               "uptime_after": uptime(), "threads": args.threads, "model": str(bundled_gguf_path()),
-              "shared_prefix_runs": runs, "lookup_runs": lookups, "summary": summarize(runs, lookups)}
+              "shared_prefix_runs": runs, "lookup_runs": lookups,
+              "lookup_output_identical": identical, "summary": summarize(runs, lookups)}
     model.close()
     print(json.dumps(result["summary"], indent=2))
     if args.out:
@@ -171,7 +173,9 @@ def markdown(result: dict[str, Any]) -> str:
         ]
     on, off = s["lookup_5"], s["lookup_0"]
     lines += [
-        "## (b) one stream, copy-heavy prompt, up to 160 tokens at temperature 0 (identical output on and off)", "",
+        "## (b) one stream, copy-heavy prompt, up to 160 tokens at temperature 0", "",
+        f"Output identical on and off: {result['lookup_output_identical']} (eval counts: "
+        f"{[r['eval_count'] for r in result['lookup_runs']]}).", "",
         "| prompt lookup | decode tok/s (median) | drafted tokens accepted |", "|---|---|---|",
         f"| 5 | {on['decode_tok_s_median']:.1f} | {on['accepted']}/{on['drafted']} |",
         f"| 0 | {off['decode_tok_s_median']:.1f} | - |", "",
