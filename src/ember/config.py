@@ -88,6 +88,22 @@ class Settings:
                             "(as Ollama does); false: stop with done_reason \"length\". A request turns it off "
                             "with \"shift\": false or \"truncate\": false."),
     )
+    shared_prefix: bool = field(
+        default=True,
+        metadata=_meta("EMBER_SHARED_PREFIX",
+                       help="A prompt that starts like one another slot of the model has cached (or is reading) "
+                            "copies those KV cells instead of evaluating them again: one prefill for a shared "
+                            "system prompt. Reported in prompt_cache_count."),
+    )
+    prompt_lookup: int = field(
+        default=0,
+        metadata=_meta("EMBER_PROMPT_LOOKUP",
+                       help="Prompt-lookup decoding: up to this many tokens guessed per step from the prompt and "
+                            "earlier output (the latest repeat of the last 2-3 tokens), checked in the same decode "
+                            "by the request's own sampler, so the output distribution is unchanged at any temperature "
+                            "(llama.cpp's CPU kernels round a multi-token batch differently, so a greedy near-tie can "
+                            "still flip). 0 = off (the default until a benchmark shows it never slower)."),
+    )
     kv_cache_type: str = field(
         default="f16",
         metadata=_meta("EMBER_KV_CACHE_TYPE", "OLLAMA_KV_CACHE_TYPE", help="KV cache type: f16, q8_0 or q4_0."),
@@ -386,12 +402,12 @@ def _truthy(raw: str) -> bool:
 
 
 _INT_FIELDS = {"max_loaded_models", "num_parallel", "max_queue", "context_length", "max_predict", "num_thread",
-               "num_gpu", "num_batch", "max_body_bytes", "max_messages", "max_num_ctx"}
+               "prompt_lookup", "num_gpu", "num_batch", "max_body_bytes", "max_messages", "max_num_ctx"}
 _DURATION_FIELDS = {"keep_alive", "load_timeout", "request_timeout", "stall_timeout", "audit_retention",
                     "body_timeout", "audit_body_retention", "redis_timeout", "max_keep_alive", "session_ttl"}
 _LIMIT_FIELDS = {"limits_admin", "limits_user", "limits_anonymous"}
-_BOOL_FIELDS = {"noprune", "context_shift", "allow_open_engine", "anonymous", "audit_bodies", "metrics_public",
-               "cookie_secure"}
+_BOOL_FIELDS = {"noprune", "context_shift", "shared_prefix", "allow_open_engine", "anonymous", "audit_bodies",
+                "metrics_public", "cookie_secure"}
 _SIZE_FIELDS = {"doctor_memory_limit", "upload_max_bytes"}
 
 

@@ -24,6 +24,7 @@ class ScriptedBackend:
         self.dropped: list[tuple[int, int]] = []
         self.scripts: dict[int, list[int]] = {}
         self.shifts: list[tuple[int, int, int]] = []
+        self.copies: list[tuple[int, int, int]] = []
 
     def new_sampler(self, opts: dict[str, Any]) -> Any:
         return list(opts["script"])
@@ -54,6 +55,9 @@ class ScriptedBackend:
     def shift(self, seq: int, keep: int, discard: int) -> bool:
         self.shifts.append((seq, keep, discard))
         return True
+
+    def copy_prefix(self, src: int, dst: int, length: int) -> None:
+        self.copies.append((src, dst, length))
 
     def decode(self, entries: list[tuple[int, int, int, bool]]) -> None:
         self.decoded.append(list(entries))
@@ -275,3 +279,50 @@ def test_a_format_answer_is_closed_before_a_full_context_ends_it() -> None:
     assert done.done_reason == "length" and done.closed_early
     assert text_of(events, 1) == '{"name": "an"}', "14 tokens: the context (18) less the prompt (4)"
     assert json.loads(text_of(events, 1)) == {"name": "an"} and done.eval_count == 14
+
+
+def test_requests_with_one_new_prefix_read_it_once_and_copy_it() -> None:
+    batcher, backend, events = make(n_slots=3)
+    system = list(range(100, 140))  # 40 tokens: more than MIN_SHARED_PREFIX
+    for rid, tail in ((1, [7]), (2, [8, 9]), (3, [10])):
+        batcher.submit(req(rid, system + tail, "x", num_predict=1))
+    run(batcher)
+    fed = [(seq, pos) for step in backend.decoded for _, pos, seq, _ in step]
+    assert sum(1 for seq, pos in fed if pos < 40) == 40, "the shared 40 tokens were evaluated once"
+    assert sorted(dst for _, dst, _ in backend.copies) == [1, 2]
+    assert all(src == 0 and length == 40 for src, _, length in backend.copies)
+    assert [done_of(events, rid).prompt_cached for rid in (1, 2, 3)] == [0, 40, 40]
+    assert all(text_of(events, rid) == "x" for rid in (1, 2, 3))
+
+
+def test_a_short_shared_prefix_is_not_worth_a_copy() -> None:
+    batcher, backend, events = make(n_slots=2)
+    batcher.submit(req(1, [1, 2, 3, 4], "x", num_predict=1))
+    batcher.submit(req(2, [1, 2, 3, 5], "y", num_predict=1))
+    run(batcher)
+    assert backend.copies == []
+    assert done_of(events, 2).prompt_cached == 0
+
+
+def test_a_waiting_request_goes_on_alone_when_the_reader_is_cancelled() -> None:
+    batcher, backend, events = make(n_slots=2)
+    system = list(range(100, 150))
+    batcher.submit(req(1, system + [7], "x", num_predict=1))
+    batcher.submit(req(2, system + [8], "y", num_predict=1))
+    batcher.cancel(1)
+    run(batcher)
+    assert text_of(events, 2) == "y"
+    assert done_of(events, 2).prompt_cached == 0
+
+
+def test_a_prefix_another_slot_holds_while_it_decodes_is_copied() -> None:
+    batcher, backend, events = make(n_slots=2)
+    system = list(range(100, 150))
+    batcher.submit(req(1, system + [7], "abcdefgh", num_predict=8))
+    for _ in range(5):  # 51 prompt tokens in batches of 16, then one decode step
+        batcher.step()
+    batcher.submit(req(2, system + [9], "y", num_predict=1))
+    run(batcher)
+    assert backend.copies == [(0, 1, 50)]
+    assert done_of(events, 2).prompt_cached == 50
+    assert text_of(events, 1) == "abcdefgh" and text_of(events, 2) == "y"

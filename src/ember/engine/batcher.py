@@ -14,7 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ember.engine.lookup import draft
 from ember.engine.messages import Done, Failed, FailureKind, Generate, RequestEvent, Token, TokenLogprob
+from ember.engine.prefix_share import plan_share
 from ember.engine.structured import Closing, ClosingBudget
 
 Emit = Callable[[RequestEvent], None]
@@ -22,6 +24,9 @@ Emit = Callable[[RequestEvent], None]
 # While other slots are decoding, a newcomer's prompt is fed in chunks this large, so their
 # next token is delayed by one small prefill instead of the whole prompt.
 _PREFILL_CHUNK_WHILE_DECODING = 128
+# A prefix shared with another slot is copied (or waited for) only when it saves at least this many tokens of
+# prefill: the copy moves the other slot's whole KV stream, which costs about as much as a few tokens.
+MIN_SHARED_PREFIX = 32
 
 
 class Backend(Protocol):
@@ -40,6 +45,7 @@ class Backend(Protocol):
     def logprob(self, index: int, token: int, top_n: int) -> TokenLogprob: ...
     def drop(self, seq: int, start: int) -> None: ...
     def shift(self, seq: int, keep: int, discard: int) -> bool: ...
+    def copy_prefix(self, src: int, dst: int, length: int) -> None: ...
     def decode(self, entries: list[tuple[int, int, int, bool]]) -> None: ...
 
 
@@ -66,11 +72,19 @@ class Slot:
     limit: int = 0
     closing: ClosingBudget | None = None  # a ``format`` answer: ends validly within num_predict
     closed_early: bool = False
+    # Another slot is reading a prompt that starts like this one's: this slot waits until that slot's cache holds
+    # the shared part, then copies it instead of evaluating it a second time.
+    wait_for: Slot | None = None
 
 
 class Batcher:
-    def __init__(self, backend: Backend, n_slots: int, emit: Emit) -> None:
+    def __init__(self, backend: Backend, n_slots: int, emit: Emit, *, share_prefix: bool = True,
+                 lookup: int = 0) -> None:
         self.backend = backend
+        self.share_prefix = share_prefix
+        self.lookup = lookup  # prompt-lookup draft tokens per step; 0: off
+        self.drafted = 0
+        self.accepted = 0
         self.slots = [Slot(seq=i) for i in range(n_slots)]
         self.waiting: deque[Generate] = deque()
         self.emit = emit
@@ -117,6 +131,7 @@ class Batcher:
                 self.emit(Failed(slot.request.rid, message))
                 self.backend.free_sampler(slot.sampler)
                 slot.request, slot.sampler, slot.pending, slot.next_token = None, None, [], None
+            slot.wait_for = None
             self.backend.drop(slot.seq, 0)
             slot.cached = []
 
@@ -159,23 +174,64 @@ class Batcher:
         except Exception as exc:
             slot.request = None
             self.emit(Failed(request.rid, str(exc), FailureKind.BAD_REQUEST))
+            return
+        if self.share_prefix:
+            self._share(slot)
+
+    # -- prompt prefixes shared between slots ---------------------------------------------------------
+
+    def _share(self, slot: Slot) -> None:
+        """Take the longest prefix another slot has cached, or wait for one that another slot is reading now."""
+        assert slot.request is not None
+        tokens = slot.request.tokens
+        plan = plan_share([(o, o.cached, o.exact, self._reading(o)) for o in self.slots if o is not slot],
+                          tokens, slot.reused, MIN_SHARED_PREFIX)
+        if plan.wait_for is not None:
+            slot.wait_for = plan.wait_for
+        elif plan.copy_from is not None:
+            self.backend.copy_prefix(plan.copy_from.seq, slot.seq, plan.length)
+            slot.cached = tokens[:plan.length]
+            slot.pending = tokens[plan.length:]
+            slot.reused = plan.length
+
+    @staticmethod
+    def _reading(slot: Slot) -> list[int]:
+        """The prompt tokens a slot is about to evaluate (none when it waits itself)."""
+        return slot.pending if slot.request is not None and slot.wait_for is None else []
+
+    def _resolve_waits(self) -> None:
+        for slot in self.slots:
+            donor = slot.wait_for
+            if slot.request is None or donor is None:
+                continue
+            if donor.request is not None and donor.wait_for is None and donor.pending and \
+                    _common_prefix(donor.cached + donor.pending, slot.request.tokens) > len(donor.cached):
+                continue  # the shared part is still being read
+            slot.wait_for = None
+            self._share(slot)
 
     # -- one decode step -----------------------------------------------------------------------------
 
     def step(self) -> None:
+        self._resolve_waits()
         entries: list[tuple[int, int, int, bool]] = []
         samplers: list[tuple[Slot, int]] = []
         feeding: list[tuple[Slot, list[int], bool]] = []
+        verifying: list[tuple[Slot, int, list[int]]] = []
+        decoding = sum(1 for s in self.slots if s.request is not None and s.next_token is not None)
+        spare = self.backend.n_batch - decoding  # what drafts may add to the batch
         for slot in self.slots:
             if slot.request is not None and slot.next_token is not None:
-                samplers.append((slot, len(entries)))
-                entries.append((slot.next_token, len(slot.cached), slot.seq, True))
-                feeding.append((slot, [slot.next_token], False))
+                fed = [slot.next_token, *self._draft(slot, spare)]
+                spare -= len(fed) - 1
+                verifying.append((slot, len(entries), fed))
+                for offset, token in enumerate(fed):
+                    entries.append((token, len(slot.cached) + offset, slot.seq, True))
         budget = self.backend.n_batch - len(entries)
         if entries:
             budget = min(budget, _PREFILL_CHUNK_WHILE_DECODING)
         for slot in self.slots:
-            if slot.request is None or not slot.pending or budget <= 0:
+            if slot.request is None or not slot.pending or budget <= 0 or slot.wait_for is not None:
                 continue
             chunk = slot.pending[:budget]
             last = len(chunk) == len(slot.pending)
@@ -196,14 +252,53 @@ class Batcher:
                 slot.pending = slot.pending[len(tokens):]
             else:
                 slot.next_token = None
+        for slot, index, fed in verifying:
+            self._verify(slot, index, fed)
         for slot, index in samplers:
             if slot.request is not None:
-                token = self.backend.sample(slot.sampler, index)
-                top_n = slot.request.top_logprobs
-                if top_n is not None and not self.backend.is_eog(token):
-                    slot.logprobs.append(self.backend.logprob(index, token, top_n))
-                self._after_sample(slot, token)
+                self._sample_at(slot, index)
         self._assign()
+
+    def _sample_at(self, slot: Slot, index: int) -> int:
+        assert slot.request is not None
+        token = self.backend.sample(slot.sampler, index)
+        top_n = slot.request.top_logprobs
+        if top_n is not None and not self.backend.is_eog(token):
+            slot.logprobs.append(self.backend.logprob(index, token, top_n))
+        self._after_sample(slot, token)
+        return token
+
+    # -- prompt-lookup decoding -------------------------------------------------------------------------
+
+    def _draft(self, slot: Slot, spare: int) -> list[int]:
+        """Guessed tokens to feed after the sampled one; none near the context's end (no shift mid-draft)."""
+        request = slot.request
+        assert request is not None
+        room = min(self.lookup, spare, slot.limit - len(slot.cached) - 3, request.num_predict - slot.generated)
+        if room <= 0:
+            return []
+        guess = draft(request.tokens + slot.output, room)
+        self.drafted += len(guess)
+        return guess
+
+    def _verify(self, slot: Slot, index: int, fed: list[int]) -> None:
+        """Sample at each fed position in order, as plain decoding would, while the samples confirm the draft.
+
+        Each position's logits saw exactly the tokens plain decoding would have fed before it, and the sampler
+        sees the same calls in the same order, so the output (and its distribution) is unchanged. Cells of the
+        draft tokens that were not confirmed are removed from the cache.
+        """
+        kept = 0
+        for k, token in enumerate(fed):
+            slot.cached.append(token)
+            slot.next_token = None
+            kept += 1
+            sampled = self._sample_at(slot, index + k)
+            if k + 1 == len(fed) or slot.request is None or sampled != fed[k + 1]:
+                break
+            self.accepted += 1
+        if kept < len(fed):  # a draft leaves room for itself, so no context shift happened above
+            self.backend.drop(slot.seq, len(slot.cached))
 
     def _after_sample(self, slot: Slot, token: int) -> None:
         request = slot.request
@@ -310,6 +405,7 @@ class Batcher:
         self.backend.free_sampler(slot.sampler)
         slot.sampler = None
         slot.closing = None
+        slot.wait_for = None
         slot.request = None
         slot.pending = []
         slot.next_token = None

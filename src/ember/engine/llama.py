@@ -142,6 +142,15 @@ class Context:
         """Forget the sequence's KV entries from ``start`` on."""
         L.llama_memory_seq_rm(self.memory, seq, start, -1)
 
+    def copy_prefix(self, src: int, dst: int, length: int) -> None:
+        """Make ``dst`` hold the first ``length`` cached positions of ``src`` (whatever ``dst`` held is lost).
+
+        With one KV stream per sequence (kv_unified off) llama.cpp copies only whole streams, so the full range
+        is copied (the buffer copy happens at the next decode) and the tail cut off afterwards.
+        """
+        L.llama_memory_seq_cp(self.memory, src, dst, -1, -1)
+        L.llama_memory_seq_rm(self.memory, dst, length, -1)
+
     def shift(self, seq: int, keep: int, discard: int) -> bool:
         """Forget ``discard`` tokens after the first ``keep`` and move the rest back; False if the cache cannot."""
         if not L.llama_memory_can_shift(self.memory):

@@ -29,6 +29,8 @@ class RunnerSpec:
     num_gpu: int = 0
     kv_cache_type: str = "f16"
     flash_attention: bool | None = None
+    shared_prefix: bool = True
+    prompt_lookup: int = 0
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

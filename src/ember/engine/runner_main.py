@@ -79,6 +79,9 @@ class LlamaBackend:
     def drop(self, seq: int, start: int) -> None:
         self.ctx.drop(seq, start)
 
+    def copy_prefix(self, src: int, dst: int, length: int) -> None:
+        self.ctx.copy_prefix(src, dst, length)
+
     def shift(self, seq: int, keep: int, discard: int) -> bool:
         return self.ctx.shift(seq, keep, discard)
 
@@ -107,7 +110,8 @@ class Runner:
         self.backend = LlamaBackend(self.model, self.ctx, self.ctx_spec)
         # Events of one step go to the parent in one message: one wake-up per step, not per token.
         self.pending: list[RequestEvent] = []
-        self.batcher = Batcher(self.backend, self.ctx_spec.n_seq, emit=self.pending.append)
+        self.batcher = Batcher(self.backend, self.ctx_spec.n_seq, emit=self.pending.append,
+                               share_prefix=spec.shared_prefix, lookup=spec.prompt_lookup)
         self.embed_ctx: Context | None = None
         self.last_sent = time.monotonic()
         # Messages that arrived while an embedding batch ran; they are handled, in order, once it ends.

@@ -234,6 +234,8 @@ class Scheduler:
             num_gpu=self.settings.num_gpu,
             kv_cache_type=self.settings.kv_cache_type,
             flash_attention=self.settings.flash_attention,
+            shared_prefix=self.settings.shared_prefix,
+            prompt_lookup=self.settings.prompt_lookup,
         )
         log.info("loading %s (num_ctx=%d, parallel=%d)", model.name.display, spec.num_ctx, parallel)
         runner = self.runner_factory(spec)
