@@ -31,6 +31,7 @@ class Result:
     gen_tokens_source: str = ""         # "server" | "tokenizer"
     prompt_tokens: int | None = None    # as reported by the server, else counted locally
     prompt_tokens_source: str = ""
+    prompt_cached: int | None = None    # prompt tokens the server took from its cache, if reported
     server_prompt_ms: float | None = None   # server's own prompt-processing time, if reported
     server_decode_ms: float | None = None   # server's own generation time, if reported
     chunks: int = 0
@@ -142,6 +143,8 @@ class ChatClient:
                 res.gen_tokens, res.gen_tokens_source = int(final["eval_count"]), "server"
             if "prompt_eval_count" in final:
                 res.prompt_tokens, res.prompt_tokens_source = int(final["prompt_eval_count"]), "server"
+            if final.get("prompt_cache_count") is not None or "prompt_eval_count" in final:
+                res.prompt_cached = int(final.get("prompt_cache_count") or 0)
             if final.get("prompt_eval_duration") is not None:
                 res.server_prompt_ms = final["prompt_eval_duration"] / 1e6
             if final.get("eval_duration") is not None:
@@ -156,6 +159,8 @@ class ChatClient:
                 res.gen_tokens, res.gen_tokens_source = int(timings["predicted_n"]), "server"
             if "prompt_tokens" in usage:
                 res.prompt_tokens, res.prompt_tokens_source = int(usage["prompt_tokens"]), "server"
+            if "cache_n" in timings:  # llama-server
+                res.prompt_cached = int(timings["cache_n"])
             if "prompt_ms" in timings:
                 res.server_prompt_ms = float(timings["prompt_ms"])
             if "predicted_ms" in timings:

@@ -6,7 +6,7 @@
 (b) prompt lookup: one stream, a copy-heavy prompt (repeat a passage), decode tokens/s with EMBER_PROMPT_LOOKUP
     5 vs 0, and the share of drafted tokens accepted.
 
-No llama-server side by side: none is built on this machine (bench/build_llama_server.sh takes long on 2 cores).
+The same scenarios over HTTP next to llama-server: bench/side_by_side.py.
 Machine load (``uptime``) is recorded with the results, since other work shares the CPUs.
 
     python bench/engine_features.py --out bench/results
@@ -179,7 +179,7 @@ def markdown(result: dict[str, Any]) -> str:
         "| prompt lookup | decode tok/s (median) | drafted tokens accepted |", "|---|---|---|",
         f"| 5 | {on['decode_tok_s_median']:.1f} | {on['accepted']}/{on['drafted']} |",
         f"| 0 | {off['decode_tok_s_median']:.1f} | - |", "",
-        "No llama-server column: no llama-server binary was built on this machine.", "",
+        "llama-server next to it over HTTP: bench/side_by_side.py.", "",
     ]
     return "\n".join(lines)
 
