@@ -100,9 +100,10 @@ class Settings:
         metadata=_meta("EMBER_PROMPT_LOOKUP",
                        help="Prompt-lookup decoding: up to this many tokens guessed per step from the prompt and "
                             "earlier output (the latest repeat of the last 2-3 tokens), checked in the same decode "
-                            "by the request's own sampler, so the output distribution is unchanged at any temperature "
-                            "(llama.cpp's CPU kernels round a multi-token batch differently, so a greedy near-tie can "
-                            "still flip). 0 = off (the default until a benchmark shows it never slower)."),
+                            "by the request's own sampler, so but for rounding the output distribution is unchanged "
+                            "at any temperature (llama.cpp computes a position's logits slightly differently when the "
+                            "step feeds two or more tokens of its sequence than one, so a greedy near-tie can still "
+                            "flip). 0 = off (the default: no benchmark has shown it faster, see bench/README.md)."),
     )
     kv_cache_type: str = field(
         default="f16",
