@@ -129,6 +129,7 @@ def test_a_reload_mid_answer_follows_it_to_the_end(chat_page: Page) -> None:
     expect(page.locator("body[data-ready=true]")).to_be_attached()
     # The reloaded page shows the text so far, and then the rest as it comes.
     assert page.locator('[data-role="assistant"]').count() == 1
+    expect(last_answer(page).locator(".body")).not_to_be_empty()
     wait_finished(page)
     assert last_answer(page).get_attribute("data-status") == "done"
     assert last_answer(page).locator(".body").inner_text().strip()
