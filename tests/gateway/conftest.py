@@ -3,14 +3,18 @@ real runner processes), one web role in front of it on SQLite, and a factory for
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from redis.asyncio import Redis
 
 from ember.db import Database
 from tests.gateway.harness import ENGINE_KEY, Accounts, RunningWeb, start_web
 from tests.server_harness import RunningServer, free_port, start_server
+
+REDIS_URL = "redis://127.0.0.1:6379/0"  # the machine's Redis
 
 
 @pytest.fixture(scope="session")
@@ -60,3 +64,15 @@ def web_without_engines(fresh_db: Database) -> Iterator[RunningWeb]:
     running = start_web(fresh_db, [f"http://127.0.0.1:{free_port()}"])
     yield running
     running.stop()
+
+
+@pytest.fixture
+async def redis_prefix() -> AsyncIterator[str]:
+    """A Redis key prefix no other test (or helper) uses; its keys are deleted afterwards."""
+    chosen = f"ember-test-{uuid.uuid4().hex}:"
+    yield chosen
+    client = Redis.from_url(REDIS_URL)
+    keys = [key async for key in client.scan_iter(match=chosen + "*")]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()

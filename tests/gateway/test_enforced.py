@@ -17,10 +17,10 @@ from ember.db import Database
 from ember.db.audit import query_audit
 from ember.db.policies import ModelPolicy, delete_policy, set_policy
 from tests.conftest import BUNDLED
+from tests.gateway.conftest import REDIS_URL
 from tests.gateway.harness import Accounts, RunningWeb, start_web
 from tests.server_harness import RunningServer
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
 CHAT = {"model": BUNDLED, "stream": False, "options": {"num_predict": 2},
         "messages": [{"role": "user", "content": "Hi"}]}
 RATE_HEADERS = ("x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests")

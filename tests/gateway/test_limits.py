@@ -7,13 +7,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from redis.asyncio import Redis
 
 from ember.config import Settings, parse_limits
 from ember.db.keys import ApiKey
@@ -29,9 +27,8 @@ from ember.gateway.limits import (
     format_reset,
     quota_for,
 )
+from tests.gateway.conftest import REDIS_URL
 from tests.server_harness import free_port
-
-REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 class Clock:
@@ -43,24 +40,12 @@ class Clock:
 
 
 @pytest.fixture
-async def prefix() -> AsyncIterator[str]:
-    """A key prefix no other test (or helper) uses; its keys are deleted afterwards."""
-    chosen = f"ember-test-{uuid.uuid4().hex}:"
-    yield chosen
-    client = Redis.from_url(REDIS_URL)
-    keys = [key async for key in client.scan_iter(match=chosen + "*")]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
-
-
-@pytest.fixture
-async def replicas(prefix: str) -> AsyncIterator[Callable[[], Limiter]]:
+async def replicas(redis_prefix: str) -> AsyncIterator[Callable[[], Limiter]]:
     """Makes Redis limiters as two web replicas would build them: same settings, separate clients."""
     made: list[Limiter] = []
 
     def make() -> Limiter:
-        limiter = build_limiter(Settings(redis_url=REDIS_URL, redis_prefix=prefix, redis_timeout=2.0))
+        limiter = build_limiter(Settings(redis_url=REDIS_URL, redis_prefix=redis_prefix, redis_timeout=2.0))
         made.append(limiter)
         return limiter
 
@@ -308,17 +293,17 @@ async def flaky() -> AsyncIterator[FlakyRedis]:
     await proxy.stop()
 
 
-def flaky_limiter(proxy: FlakyRedis, prefix: str, clock: Clock) -> RedisLimiter:
-    settings = Settings(redis_url=proxy.url, redis_prefix=prefix, redis_timeout=0.3)
+def flaky_limiter(proxy: FlakyRedis, redis_prefix: str, clock: Clock) -> RedisLimiter:
+    settings = Settings(redis_url=proxy.url, redis_prefix=redis_prefix, redis_timeout=0.3)
     built = RedisLimiter.from_settings(settings)
-    return RedisLimiter(built.client, prefix=prefix, timeout=settings.redis_timeout, clock=clock)
+    return RedisLimiter(built.client, prefix=redis_prefix, timeout=settings.redis_timeout, clock=clock)
 
 
 @pytest.mark.parametrize("mode", ["down", "silent"])
 async def test_redis_outage_falls_back_to_per_replica_limits_within_the_timeout(
-        flaky: FlakyRedis, prefix: str, mode: str) -> None:
+        flaky: FlakyRedis, redis_prefix: str, mode: str) -> None:
     clock = Clock()
-    limiter = flaky_limiter(flaky, prefix, clock)
+    limiter = flaky_limiter(flaky, redis_prefix, clock)
     flaky.mode = mode
     quota = Quota(rpm=2, concurrency=5)
     started = time.monotonic()
@@ -332,10 +317,10 @@ async def test_redis_outage_falls_back_to_per_replica_limits_within_the_timeout(
     await limiter.aclose()
 
 
-async def test_redis_is_used_again_after_the_outage(flaky: FlakyRedis, prefix: str) -> None:
+async def test_redis_is_used_again_after_the_outage(flaky: FlakyRedis, redis_prefix: str) -> None:
     clock = Clock()
-    limiter = flaky_limiter(flaky, prefix, clock)
-    other = build_limiter(Settings(redis_url=REDIS_URL, redis_prefix=prefix))
+    limiter = flaky_limiter(flaky, redis_prefix, clock)
+    other = build_limiter(Settings(redis_url=REDIS_URL, redis_prefix=redis_prefix))
     quota = Quota(rpm=3)
     flaky.mode = "down"
     await limiter.admit("k", quota)
@@ -351,8 +336,8 @@ async def test_redis_is_used_again_after_the_outage(flaky: FlakyRedis, prefix: s
     await other.aclose()
 
 
-async def test_finish_during_an_outage_returns_promptly(flaky: FlakyRedis, prefix: str) -> None:
-    limiter = flaky_limiter(flaky, prefix, Clock())
+async def test_finish_during_an_outage_returns_promptly(flaky: FlakyRedis, redis_prefix: str) -> None:
+    limiter = flaky_limiter(flaky, redis_prefix, Clock())
     admission = await limiter.admit("k", Quota(concurrency=1, tpm=100))
     flaky.mode = "silent"
     started = time.monotonic()

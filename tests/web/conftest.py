@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from ember.db import Database
-from tests.gateway.conftest import accounts, keyed_engine, web_db  # noqa: F401  (shared fixtures)
+from tests.gateway.conftest import accounts, keyed_engine, redis_prefix, web_db  # noqa: F401  (shared fixtures)
 from tests.gateway.harness import Accounts, RunningWeb
 from tests.server_harness import RunningServer
 from tests.web.harness import Browser, logged_in, start_ui

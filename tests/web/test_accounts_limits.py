@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
-from redis.asyncio import Redis
 
 from ember.config import Settings
 from ember.db import Database
@@ -24,10 +23,10 @@ from ember.web.login_limits import (
     RedisCounter,
     build_login_limits,
 )
+from tests.gateway.conftest import REDIS_URL
 from tests.gateway.harness import Accounts, RunningWeb
 
 PASSWORD = "password-for-tests"
-REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 def form_post(ui: RunningWeb, path: str, **fields: str) -> httpx.Response:
@@ -107,19 +106,8 @@ async def test_memory_counts_lapse_when_the_window_ends() -> None:
     assert (await limits.counter.failures("account:alice"))[0] == 1  # a fresh window starts at one
 
 
-@pytest.fixture
-async def prefix() -> AsyncIterator[str]:
-    chosen = f"ember-test-{uuid.uuid4().hex}:"
-    yield chosen
-    client = Redis.from_url(REDIS_URL)
-    keys = [key async for key in client.scan_iter(match=chosen + "*")]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
-
-
-async def test_replicas_share_the_counts_through_redis(prefix: str) -> None:
-    settings = Settings(redis_url=REDIS_URL, redis_prefix=prefix, redis_timeout=2.0)
+async def test_replicas_share_the_counts_through_redis(redis_prefix: str) -> None:
+    settings = Settings(redis_url=REDIS_URL, redis_prefix=redis_prefix, redis_timeout=2.0)
     one, two = build_login_limits(settings), build_login_limits(settings)
     assert isinstance(one.counter, RedisCounter)
     try:
