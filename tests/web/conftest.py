@@ -4,6 +4,7 @@ on SQLite, users, and logged-in browser clients."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -12,6 +13,9 @@ from tests.gateway.conftest import accounts, keyed_engine, redis_prefix, web_db 
 from tests.gateway.harness import Accounts, RunningWeb
 from tests.server_harness import RunningServer
 from tests.web.harness import Browser, logged_in, start_ui
+
+if TYPE_CHECKING:
+    from ember.web.services import WebUI
 
 
 @pytest.fixture(scope="session")
@@ -46,3 +50,12 @@ def fresh_login_limits(request: pytest.FixtureRequest) -> None:
 
         running: RunningWeb = request.getfixturevalue("ui")
         running.app.state.web.login_limits = LoginLimits()
+
+
+@pytest.fixture
+def no_model_titles(ui: RunningWeb) -> Iterator[WebUI]:
+    """Model-made titles are one more engine request per chat: only the tests about them ask for them."""
+    web_ui: WebUI = ui.app.state.web
+    web_ui.model_titles = False
+    yield web_ui
+    web_ui.model_titles = True

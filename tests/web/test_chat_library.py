@@ -9,21 +9,12 @@ import pytest
 
 from ember.db import Database
 from ember.db.policies import ModelPolicy, delete_policy, set_policy
-from ember.web.services import WebUI
 from tests.conftest import BUNDLED
-from tests.gateway.harness import RunningWeb
 from tests.web.chat_helpers import new_chat, send, stored, wait_status
 from tests.web.harness import Browser
 
 BrowserFor = Callable[[str], Browser]
-
-
-@pytest.fixture(autouse=True)
-def no_model_titles(ui: RunningWeb) -> Iterator[None]:
-    web_ui: WebUI = ui.app.state.web
-    web_ui.model_titles = False
-    yield
-    web_ui.model_titles = True
+pytestmark = pytest.mark.usefixtures("no_model_titles")
 
 
 @pytest.fixture

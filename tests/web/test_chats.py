@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
@@ -28,15 +28,7 @@ from tests.web.chat_helpers import (
 from tests.web.harness import Browser
 
 BrowserFor = Callable[[str], Browser]
-
-
-@pytest.fixture(autouse=True)
-def no_model_titles(ui: RunningWeb) -> Iterator[WebUI]:
-    """Model-made titles are one more engine request per chat: only the test about them asks for them."""
-    web_ui: WebUI = ui.app.state.web
-    web_ui.model_titles = False
-    yield web_ui
-    web_ui.model_titles = True
+pytestmark = pytest.mark.usefixtures("no_model_titles")
 
 
 def test_an_answer_streams_to_done_and_is_stored(browser_for: BrowserFor) -> None:

@@ -5,7 +5,7 @@ citations in a chat answer, and one user's ids answering 404 to another."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -15,7 +15,6 @@ from ember.db.app_settings import get_setting, set_setting
 from ember.db.documents import NewDocument, create_document, get_document, mark_failed
 from ember.db.users import get_user
 from ember.web.documents import index
-from ember.web.services import WebUI
 from tests.conftest import BUNDLED
 from tests.gateway.harness import RunningWeb
 from tests.web.chat_helpers import new_chat, send, wait_status
@@ -24,20 +23,13 @@ from tests.web.harness import Browser
 from tests.web.pdf_maker import make_pdf
 
 BrowserFor = Callable[[str], Browser]
+pytestmark = pytest.mark.usefixtures("no_model_titles")
 FACTS = {
     "harbour": "The harbour master of Tromsø is named Ingrid Solberg and she works on Tuesdays.",
     "bakery": "The bakery on Storgata sells cardamom buns for 38 kroner each morning.",
     "volcano": "Mount Etna erupted in 2021 and its lava flows reached the village of Milo.",
     "chess": "Magnus won the regional chess tournament by playing the Sicilian Defence.",
 }
-
-
-@pytest.fixture(autouse=True)
-def no_model_titles(ui: RunningWeb) -> Iterator[WebUI]:
-    web_ui: WebUI = ui.app.state.web
-    web_ui.model_titles = False
-    yield web_ui
-    web_ui.model_titles = True
 
 
 def _filler(topic: str, sentences: int = 14) -> str:
