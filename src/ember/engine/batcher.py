@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from ember.engine.lookup import draft
 from ember.engine.messages import Done, Failed, FailureKind, Generate, RequestEvent, Token, TokenLogprob
-from ember.engine.prefix_share import plan_share
+from ember.engine.prefix_share import common_prefix, plan_share
 from ember.engine.structured import Closing, ClosingBudget
 
 Emit = Callable[[RequestEvent], None]
@@ -144,11 +144,11 @@ class Batcher:
             self._start(self._best_slot(free, request.tokens), request)
 
     def _best_slot(self, free: list[Slot], tokens: list[int]) -> Slot:
-        return max(free, key=lambda s: (_common_prefix(s.cached, tokens), -s.last_used))
+        return max(free, key=lambda s: (common_prefix(s.cached, tokens), -s.last_used))
 
     def _start(self, slot: Slot, request: Generate) -> None:
         # Re-evaluate at least the last prompt token: its logits are what the first sample needs.
-        reuse = min(_common_prefix(slot.cached, request.tokens), len(request.tokens) - 1)
+        reuse = min(common_prefix(slot.cached, request.tokens), len(request.tokens) - 1)
         if slot.exact is not None:
             reuse = min(reuse, slot.exact)
         slot.exact = None
@@ -205,7 +205,7 @@ class Batcher:
             if slot.request is None or donor is None:
                 continue
             if donor.request is not None and donor.wait_for is None and donor.pending and \
-                    _common_prefix(donor.cached + donor.pending, slot.request.tokens) > len(donor.cached):
+                    common_prefix(donor.cached + donor.pending, slot.request.tokens) > len(donor.cached):
                 continue  # the shared part is still being read
             slot.wait_for = None
             self._share(slot)
@@ -410,14 +410,6 @@ class Batcher:
         slot.pending = []
         slot.next_token = None
         slot.last_used = now
-
-
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
 
 
 def _longest_stop_prefix_suffix(text: str, stops: tuple[str, ...]) -> int:
