@@ -10,6 +10,7 @@ import pytest
 from ember.engine.batcher import MIN_SHARED_PREFIX, Batcher
 from ember.engine.llama import Context, ContextSpec, Model
 from ember.engine.messages import Done, Generate, RequestEvent
+from ember.engine.prefix_share import common_prefix
 from ember.engine.runner_main import LlamaBackend
 from ember.store.bundled import bundled_gguf_path
 
@@ -45,6 +46,18 @@ def request(model: Model, rid: int) -> Generate:
     return Generate(rid, model.tokenize(chat(QUESTIONS[rid])), {"temperature": 0}, num_predict=16)
 
 
+def serve(model: Model, prompts: list[Generate], share: bool, n_seq: int = N_USERS) -> dict[int, Done]:
+    """Submit the prompts together to a fresh context and run until every one is done."""
+    batcher, events, ctx = make(model, share, n_seq)
+    try:
+        for p in prompts:
+            batcher.submit(p)
+        run(batcher)
+    finally:
+        ctx.close()
+    return dones(events)
+
+
 def run(batcher: Batcher) -> None:
     for _ in range(2000):
         if not batcher.busy:
@@ -59,37 +72,24 @@ def dones(events: list[RequestEvent]) -> dict[int, Done]:
 
 def test_eight_users_behind_one_system_prompt_prefill_it_once(model: Model) -> None:
     prompts = [request(model, rid) for rid in range(N_USERS)]
-    shared = min(_common(prompts[0].tokens, p.tokens) for p in prompts[1:])
+    shared = min(common_prefix(prompts[0].tokens, p.tokens) for p in prompts[1:])
     assert 400 <= shared <= 600, f"the shared system prompt is {shared} tokens"
 
-    batcher, events, ctx = make(model, share=True)
-    try:
-        for p in prompts:
-            batcher.submit(p)
-        run(batcher)
-    finally:
-        ctx.close()
-    together = dones(events)
+    together = serve(model, prompts, share=True)
     cached = sorted(d.prompt_cached for d in together.values())
     assert cached[0] == 0, "the first request evaluated its whole prompt"
     assert all(c >= shared - MIN_SHARED_PREFIX for c in cached[1:]), cached
     for p in prompts:  # only what another prompt also starts with can come from another slot
-        assert together[p.rid].prompt_cached <= max(_common(p.tokens, q.tokens) for q in prompts if q is not p)
+        assert together[p.rid].prompt_cached <= max(common_prefix(p.tokens, q.tokens) for q in prompts if q is not p)
 
-    # The same requests one at a time, each on an empty cache: the reference answers. llama.cpp's CPU matmuls
-    # give different results for a 1-token and a multi-token batch (measured: up to 0.84 in one logit at the same
-    # position), so greedy decoding in a shared batch can flip a near-tie later in an answer, with or without
-    # sharing (seen: one token in 3 x 12 without sharing). Exact: every first token (from the prompt, the part
-    # sharing changes); whole answers: most of them.
+    # The same requests one at a time, each on an empty cache: the reference answers. llama.cpp's results for
+    # a sequence depend on how its tokens are split into steps (measured: up to 0.84 in one logit between a
+    # step with one and with several tokens of that sequence), and in a shared batch a prompt is read in other
+    # chunks than alone, so greedy decoding can flip a near-tie later in an answer, with or without sharing
+    # (seen: one token in 3 x 12 without sharing). Exact: every first token (from the prompt, the part sharing
+    # changes); whole answers: most of them.
     alone = {p.rid: run_alone(model, p) for p in prompts}
-    batcher, events, ctx = make(model, share=False)
-    try:
-        for p in prompts:
-            batcher.submit(p)
-        run(batcher)
-    finally:
-        ctx.close()
-    unshared = dones(events)
+    unshared = serve(model, prompts, share=False)
     for rid in range(N_USERS):
         assert together[rid].tokens[:1] == alone[rid].tokens[:1], f"request {rid} started differently"
     same_shared = sum(together[rid].tokens == alone[rid].tokens for rid in range(N_USERS))
@@ -99,30 +99,11 @@ def test_eight_users_behind_one_system_prompt_prefill_it_once(model: Model) -> N
 
 
 def run_alone(model: Model, p: Generate) -> Done:
-    batcher, events, ctx = make(model, share=False, n_seq=1)
-    try:
-        batcher.submit(p)
-        run(batcher)
-    finally:
-        ctx.close()
-    done = dones(events)[p.rid]
+    done = serve(model, [p], share=False, n_seq=1)[p.rid]
     assert done.prompt_cached == 0
     return done
 
 
 def test_without_sharing_every_request_reads_its_whole_prompt(model: Model) -> None:
-    batcher, events, ctx = make(model, share=False)
-    try:
-        for rid in range(3):
-            batcher.submit(request(model, rid))
-        run(batcher)
-    finally:
-        ctx.close()
-    assert [d.prompt_cached for d in dones(events).values()] == [0, 0, 0]
-
-
-def _common(a: list[int], b: list[int]) -> int:
-    n = 0
-    while n < min(len(a), len(b)) and a[n] == b[n]:
-        n += 1
-    return n
+    served = serve(model, [request(model, rid) for rid in range(3)], share=False)
+    assert [d.prompt_cached for d in served.values()] == [0, 0, 0]
