@@ -17,9 +17,10 @@ from ember.durations import parse_keep_alive
 from ember.errors import BadRequest, PolicyNotFound
 from ember.gateway.policy import KEEP_ALIVE, SYSTEM
 from ember.names import ModelName
-from ember.options import OPTION_TYPES, coerce_option
+from ember.options import OPTION_TYPES
 from ember.web.admin_guard import admin_page, require_admin
 from ember.web.chat_json import MAX_SYSTEM_CHARS, json_body, string_list, text_field
+from ember.web.chat_models import checked_options
 from ember.web.services import web
 
 DEFAULTABLE = (*sorted(OPTION_TYPES), KEEP_ALIVE)
@@ -73,21 +74,14 @@ def checked_policy(model: str, body: dict[str, Any]) -> ModelPolicy:
 
 
 def checked_defaults(value: Any) -> dict[str, Any]:
-    """Known options with values of the right type and range (null drops a default)."""
+    """Known options with values of the right type and range (null drops a default), and keep_alive."""
     if value is None:
         return {}
     if not isinstance(value, dict):
         raise BadRequest('"defaults" must be an object')
-    unknown = sorted(name for name in value if name not in DEFAULTABLE)
-    if unknown:
-        raise BadRequest(f"unknown options: {', '.join(unknown)}")
-    checked: dict[str, Any] = {}
-    for name, option in value.items():
-        if option is None:
-            continue
-        if name == KEEP_ALIVE:
-            parse_keep_alive(option)  # BadRequest names the problem
-            checked[name] = option
-        else:
-            checked[name] = coerce_option(name, option)
-    return checked
+    options = checked_options({name: option for name, option in value.items() if name != KEEP_ALIVE})
+    keep_alive = value.get(KEEP_ALIVE)
+    if keep_alive is None:
+        return options
+    parse_keep_alive(keep_alive)  # BadRequest names the problem
+    return {**options, KEEP_ALIVE: keep_alive}
