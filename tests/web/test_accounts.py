@@ -184,23 +184,6 @@ def test_admin_reset_password_ends_the_users_sessions(browser_for: Callable[[str
     assert log_in(client, user.user_name, "reset-by-admin").status_code == 303
 
 
-ADMIN_PAGES = ["/admin", "/admin/users", "/admin/settings"]
-ADMIN_API = [("GET", "/ui/api/admin/users"), ("PATCH", "/ui/api/admin/users/someone"),
-             ("POST", "/ui/api/admin/users/someone/password"), ("GET", "/ui/api/admin/settings"),
-             ("PUT", "/ui/api/admin/settings")]
-
-
-def test_non_admins_get_403_from_the_server_on_admin_pages_and_routes(browser_for: Callable[[str], Browser],
-                                                                      ui: RunningWeb) -> None:
-    user = browser_for("user")
-    for path in ADMIN_PAGES:
-        assert user.get(path).status_code == 403, path
-        assert httpx.get(ui.url + path, follow_redirects=False).headers.get("location") == "/login", path
-    for method, path in ADMIN_API:
-        assert user.send(method, path, json={"role": "admin"}).status_code == 403, path
-        assert httpx.request(method, ui.url + path, json={}).status_code == 401, path
-
-
 def test_state_changing_routes_need_the_csrf_token(browser_for: Callable[[str], Browser]) -> None:
     admin = browser_for("admin")
     target = browser_for("user").user_name

@@ -8,7 +8,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
-import httpx
 import pytest
 
 from ember.db import Database
@@ -18,11 +17,6 @@ from tests.web.harness import Browser
 
 MODEL = "smollm2:135m"
 PAGES = ["/admin/models", "/admin/policies", "/admin/keys", "/admin/audit"]
-API = [("GET", "/ui/api/admin/policies"), ("PUT", "/ui/api/admin/policies/some-model:1b"),
-       ("DELETE", "/ui/api/admin/policies/some-model:1b"), ("GET", "/ui/api/admin/keys"),
-       ("POST", "/ui/api/admin/keys"), ("DELETE", "/ui/api/admin/keys/some-key"),
-       ("GET", "/ui/api/admin/audit")]
-WRITES = [(m, p) for m, p in API if m != "GET"]
 
 
 def _name(prefix: str) -> str:
@@ -43,25 +37,6 @@ def test_admin_pages_are_served_to_admins_with_their_scripts_and_no_inline_code(
         assert 'aria-current="page"' in page.text
         script = admin.get(f"/static/admin_{path.rsplit('/', 1)[1]}.js")
         assert script.status_code == 200 and "ember" in script.text
-
-
-def test_non_admins_get_403_and_strangers_401_or_the_login_page(browser_for: Callable[[str], Browser],
-                                                                  ui: RunningWeb) -> None:
-    user = browser_for("user")
-    for path in PAGES:
-        assert user.get(path).status_code == 403, path
-        assert httpx.get(ui.url + path, follow_redirects=False).headers.get("location") == "/login", path
-    for method, path in API:
-        refused = user.send(method, path, json={"name": "k", "user": user.user_name, "scopes": ["admin"]})
-        assert refused.status_code == 403, (method, path)
-        assert httpx.request(method, ui.url + path, json={}).status_code == 401, (method, path)
-
-
-def test_writes_without_the_csrf_token_are_refused(admin: Browser) -> None:
-    for method, path in WRITES:
-        for headers in ({}, {"x-csrf-token": "wrong"}):
-            bare = admin.client.request(method, path, json={}, headers=headers)
-            assert bare.status_code == 403 and "csrf" in bare.text.lower(), (method, path, bare.text)
 
 
 def test_policy_round_trip_and_validation(admin: Browser) -> None:

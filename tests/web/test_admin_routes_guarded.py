@@ -35,8 +35,10 @@ def test_the_route_table_has_the_admin_routes_this_test_relies_on() -> None:
 
 def test_non_admins_get_403_on_every_admin_route(browser_for: Callable[[str], Browser]) -> None:
     user = browser_for("user")
+    # A body that would make the caller an admin, or give them an admin key, if the route let it through.
+    escalation = {"role": "admin", "name": "k", "user": user.user_name, "scopes": ["admin"]}
     for method, path in admin_routes():
-        response = user.send(method, path, json={}, follow_redirects=False)
+        response = user.send(method, path, json=escalation, follow_redirects=False)
         assert response.status_code == 403, (method, path, response.status_code)
 
 
@@ -56,6 +58,8 @@ def test_admin_writes_without_the_csrf_token_are_refused_on_every_admin_route(
     writes = [(m, p) for m, p in admin_routes() if m not in ("GET", "HEAD")]
     assert writes
     for method, path in writes:
+        without = admin.client.request(method, path, json={})  # no token header at all
+        assert without.status_code == 403 and "CSRF" in without.text, (method, path)
         for headers in ({CSRF_HEADER: ""}, {CSRF_HEADER: "wrong-token"}):
             response = admin.send(method, path, json={}, headers=headers)
             assert response.status_code == 403 and "CSRF" in response.text, (method, path)
